@@ -1,0 +1,18 @@
+# Shared settings for the hack/ scripts: versions, cache and state locations, logging.
+# shellcheck shell=bash
+K8S_VERSION="${K8S_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
+HELM_VERSION="${HELM_VERSION:-v3.19.5}"
+MD_CACHE="${MODELDEPLOY_CACHE:-$HOME/.cache/modeldeploy}"
+# One directory per component and version: bumping one rebuilds only that one.
+K8S_BIN="$MD_CACHE/bin/kubernetes-$K8S_VERSION"
+ETCD_BIN="$MD_CACHE/bin/etcd-$ETCD_VERSION"
+COREDNS_BIN="$MD_CACHE/bin/coredns-$COREDNS_VERSION"
+HELM_BIN="$MD_CACHE/bin/helm-$HELM_VERSION"
+CLUSTER_PATH="$K8S_BIN:$ETCD_BIN:$COREDNS_BIN:$HELM_BIN"
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$HACK_DIR/.." && pwd)"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }

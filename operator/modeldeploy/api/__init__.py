@@ -1,0 +1,1 @@
+"""PURE API layer: spec and status models, conditions, the CRD, validation."""

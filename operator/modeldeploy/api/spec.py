@@ -1,0 +1,233 @@
+"""The ModelDeployment spec: the one place its fields, defaults and rules are defined.
+
+The CRD's OpenAPI schema is generated from these models (``modeldeploy crd``, see
+``api/crd.py``), so the API server and the operator never disagree about a field. Rules the
+API server can check itself live here as CEL (``x-kubernetes-validations``); rules that need
+the runtime registry or cluster knowledge live in ``api/validate.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+# Kubernetes resource.Quantity: an integer or a string such as "500m", "2Gi", "1".
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+Quantity = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+        }
+    ),
+]
+# An object the operator passes through to the pod untouched (tolerations, affinity, ...):
+# the API server validates it when the Deployment is applied.
+PassThrough = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+StringMap = dict[str, str]
+
+PROTOCOLS = ("v2", "v1", "http")
+
+
+def cel(rule: str, message: str) -> dict[str, Any]:
+    """One CEL validation rule, evaluated by the API server on every write."""
+    return {"rule": rule, "message": message}
+
+
+def crd_rules(*rules: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+
+
+class Model(BaseModel):
+    """Base for every spec model: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ModelSource(Model):
+    """Where the model comes from and what it is."""
+
+    uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^[a-zA-Z][a-zA-Z0-9+.-]*://.+",
+        description=(
+            "Storage URI of the model: s3://bucket/path, gs://bucket/path, "
+            "http(s)://host/path, pvc://claim-name/path or hf://org/model[:revision]. "
+            "Remote URIs are downloaded by the storage-initializer init container into "
+            "/mnt/models; pvc:// is mounted read-only without a copy."
+        ),
+    )
+    format: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description=(
+            "Model format, e.g. sklearn, xgboost, lightgbm, onnx. Selects the runtime when "
+            "spec.runtime is not set."
+        ),
+    )
+    version: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Free-form version label shown in status and `kubectl get md` (e.g. v3).",
+    )
+
+
+class EnvVar(Model):
+    """An environment variable of the model-server container (Kubernetes EnvVar)."""
+
+    name: str = Field(min_length=1, description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    value_from: PassThrough | None = Field(
+        default=None, description="Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, ...)."
+    )
+
+
+class RuntimeSpec(Model):
+    """The model server: a runtime from the registry by name, or an explicit image."""
+
+    model_config = crd_rules(
+        cel("has(self.name) != has(self.image)", "set exactly one of runtime.name or runtime.image")
+    )
+
+    name: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Name of a runtime in the operator's runtime registry (e.g. sklearn).",
+    )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Container image of a custom model server, used instead of a named runtime.",
+    )
+    command: list[str] | None = Field(default=None, description="Overrides the image entrypoint.")
+    args: list[str] | None = Field(
+        default=None,
+        description=(
+            "Arguments of the model server. $(MODEL_NAME), $(MODEL_DIR), $(MODEL_URI) and "
+            "$(PORT) are expanded by Kubernetes."
+        ),
+    )
+    env: list[EnvVar] | None = Field(default=None, description="Extra environment variables.")
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port the model server listens on (default: the runtime's, else 8080).",
+    )
+    protocol: Literal["v2", "v1", "http"] | None = Field(
+        default=None,
+        description=(
+            "Protocol the server speaks: v2 (Open Inference Protocol, readiness "
+            "/v2/health/ready), v1 (KServe v1, readiness /v1/models/NAME) or http (any HTTP "
+            "server, readiness /). Default: the runtime's, else v2."
+        ),
+    )
+    readiness_path: str | None = Field(
+        default=None,
+        pattern=r"^/",
+        description="HTTP path that answers 200 once the model is loaded (overrides the protocol's).",
+    )
+
+
+class Autoscaling(Model):
+    """A HorizontalPodAutoscaler for the serving pods; replaces spec.replicas."""
+
+    model_config = crd_rules(
+        cel("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
+        cel("self.metric != 'rps' || has(self.target)", "target is required when metric is rps"),
+    )
+
+    min_replicas: int = Field(default=1, ge=1, description="Lower bound of the replica count.")
+    max_replicas: int = Field(ge=1, description="Upper bound of the replica count.")
+    metric: Literal["cpu", "rps"] = Field(
+        default="cpu",
+        description=(
+            "cpu: average CPU utilisation of the requests; rps: requests per second per pod, "
+            "read from the pods metric requests_per_second (needs a custom-metrics adapter)."
+        ),
+    )
+    target: int | None = Field(
+        default=None,
+        ge=1,
+        description="Target value: CPU percent of requests (default 80) or requests per second.",
+    )
+
+
+class Resources(Model):
+    """Compute resources of the model-server container (Kubernetes ResourceRequirements).
+
+    Extended resources pass through: set `limits: {nvidia.com/gpu: 1}` for a GPU.
+    """
+
+    requests: dict[str, Quantity] | None = Field(default=None, description="Minimum resources.")
+    limits: dict[str, Quantity] | None = Field(default=None, description="Maximum resources.")
+
+
+class ObjectReference(Model):
+    """A reference to an object in the same namespace, by name."""
+
+    name: str = Field(min_length=1, description="Name of the object.")
+
+
+class PodMetadata(Model):
+    """Labels and annotations added to every serving pod."""
+
+    labels: StringMap | None = Field(default=None, description="Extra pod labels.")
+    annotations: StringMap | None = Field(default=None, description="Extra pod annotations.")
+
+
+RESERVED_NOTE = "Reserved for a later version of the API; setting it today is reported as InvalidSpec."
+
+
+class ModelDeploymentSpec(Model):
+    """What to serve, on what, and how many."""
+
+    model: ModelSource = Field(description="The model to serve.")
+    runtime: RuntimeSpec | None = Field(
+        default=None,
+        description="Model server. Omit it to pick the registry's runtime for model.format.",
+    )
+    replicas: int = Field(
+        default=1, ge=0, description="Number of serving pods, when autoscaling is not set."
+    )
+    autoscaling: Autoscaling | None = Field(default=None, description=Autoscaling.__doc__)
+    resources: Resources | None = Field(default=None, description=Resources.__doc__)
+    node_selector: StringMap | None = Field(default=None, description="Pod nodeSelector.")
+    tolerations: list[PassThrough] | None = Field(default=None, description="Pod tolerations.")
+    affinity: PassThrough | None = Field(default=None, description="Pod affinity rules.")
+    service_account_name: str | None = Field(
+        default=None, description="Service account of the serving pods (and of model downloads)."
+    )
+    image_pull_secrets: list[ObjectReference] | None = Field(
+        default=None, description="Secrets for pulling the runtime images."
+    )
+    pod_metadata: PodMetadata | None = Field(default=None, description=PodMetadata.__doc__)
+    canary: PassThrough | None = Field(
+        default=None, description=f"The canary variant of a weighted rollout. {RESERVED_NOTE}"
+    )
+    rollout: PassThrough | None = Field(
+        default=None, description=f"Rollout steps and analysis. {RESERVED_NOTE}"
+    )
+    traffic: PassThrough | None = Field(
+        default=None, description=f"Traffic provider and routing rules. {RESERVED_NOTE}"
+    )
+    monitoring: PassThrough | None = Field(
+        default=None, description=f"Prediction logging and drift monitoring. {RESERVED_NOTE}"
+    )
+
+
+RESERVED_FIELDS = ("canary", "rollout", "traffic", "monitoring")

@@ -1,0 +1,190 @@
+"""Checks the API server cannot make: everything that needs the runtime registry or
+knowledge of how the spec becomes pods.
+
+``validate()`` never raises on user input: it returns the parsed spec and its resolved
+runtime, or a list of problems, each naming the field and what is accepted. The operator
+turns problems into the InvalidSpec condition and a Warning event and leaves whatever is
+serving untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .quantity import parse_quantity
+from .runtimes import DEFAULT_PORT, DEFAULT_PROTOCOL, RuntimeRegistry
+from .spec import RESERVED_FIELDS, ModelDeploymentSpec, Resources
+
+SUPPORTED_SCHEMES = ("s3", "gs", "http", "https", "pvc", "hf")
+# Children are named "<name>-<suffix>" and the Service "<name>"; both must stay valid
+# DNS-1035 labels of at most 63 characters, with room for the longest suffix ("-canary").
+MAX_NAME_LENGTH = 56
+READINESS_PATHS = {"v2": "/v2/health/ready", "v1": "/v1/models/{name}", "http": "/"}
+# Extended resources that Kubernetes does not overcommit: request must equal limit.
+_NATIVE_PREFIXES = ("cpu", "memory", "ephemeral-storage", "hugepages-", "kubernetes.io/")
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ResolvedRuntime:
+    """The model server the pods will run: registry entry merged with the user's overrides."""
+
+    name: str | None
+    image: str
+    command: tuple[str, ...]
+    args: tuple[str, ...]
+    env: tuple[Mapping[str, Any], ...]
+    port: int
+    protocol: str
+    readiness_path: str
+    resources: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def label(self) -> str:
+        return self.name or self.image
+
+
+@dataclass(frozen=True)
+class Validated:
+    spec: ModelDeploymentSpec
+    runtime: ResolvedRuntime
+
+
+def validate(
+    name: str, spec: Mapping[str, Any], registry: RuntimeRegistry
+) -> tuple[Validated | None, list[Problem]]:
+    """Parse and check a ModelDeployment spec; return (result, []) or (None, problems)."""
+    problems: list[Problem] = []
+    if len(name) > MAX_NAME_LENGTH:
+        problems.append(
+            Problem("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+        )
+    try:
+        parsed = ModelDeploymentSpec.model_validate(dict(spec))
+    except ValidationError as err:
+        return None, problems + [_from_pydantic(e) for e in err.errors()]
+
+    problems += _check_uri(parsed.model.uri)
+    problems += _check_resources(parsed.resources)
+    problems += [
+        Problem(f"spec.{f}", "is not supported by this version of the operator yet; remove it")
+        for f in RESERVED_FIELDS
+        if getattr(parsed, f) is not None
+    ]
+    if parsed.autoscaling and parsed.autoscaling.min_replicas > parsed.autoscaling.max_replicas:
+        problems.append(Problem("spec.autoscaling.minReplicas", "must not exceed maxReplicas"))
+    runtime, runtime_problems = _resolve_runtime(name, parsed, registry)
+    problems += runtime_problems
+    if problems or runtime is None:
+        return None, problems
+    return Validated(parsed, runtime), []
+
+
+def _from_pydantic(error: Mapping[str, Any]) -> Problem:
+    path = "spec" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+    return Problem(path, error["msg"])
+
+
+def _check_uri(uri: str) -> list[Problem]:
+    scheme, _, rest = uri.partition("://")
+    if scheme.lower() not in SUPPORTED_SCHEMES:
+        accepted = ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
+        return [Problem("spec.model.uri", f"unsupported scheme {scheme}://; accepted: {accepted}")]
+    if scheme.lower() == "pvc":
+        claim, _, path = rest.partition("/")
+        if not claim or not path.strip("/"):
+            return [Problem("spec.model.uri", "pvc:// URIs take the form pvc://CLAIM/PATH")]
+    if scheme.lower() in ("s3", "gs") and not rest.split("/", 1)[0]:
+        return [Problem("spec.model.uri", f"{scheme}:// URIs take the form {scheme}://BUCKET/PATH")]
+    return []
+
+
+def _check_resources(resources: Resources | None) -> list[Problem]:
+    if resources is None:
+        return []
+    problems: list[Problem] = []
+    parsed: dict[str, dict[str, Any]] = {}
+    for kind in ("requests", "limits"):
+        parsed[kind] = {}
+        for resource, value in (getattr(resources, kind) or {}).items():
+            field = f"spec.resources.{kind}[{resource}]"
+            try:
+                amount = parse_quantity(value)
+            except ValueError as err:
+                problems.append(Problem(field, str(err)))
+                continue
+            if amount < 0:
+                problems.append(Problem(field, "must not be negative"))
+            elif not resource.startswith(_NATIVE_PREFIXES) and amount != amount.to_integral_value():
+                problems.append(Problem(field, f"extended resource {resource} must be a whole number"))
+            parsed[kind][resource] = amount
+    for resource, request in parsed["requests"].items():
+        limit = parsed["limits"].get(resource)
+        field = f"spec.resources.requests[{resource}]"
+        if limit is not None and request > limit:
+            problems.append(Problem(field, f"request {request} exceeds limit {limit}"))
+        elif not resource.startswith(_NATIVE_PREFIXES) and limit != request:
+            problems.append(
+                Problem(field, f"extended resource {resource} needs an equal limit (it cannot be overcommitted)")
+            )
+    return problems
+
+
+def _resolve_runtime(
+    name: str, spec: ModelDeploymentSpec, registry: RuntimeRegistry
+) -> tuple[ResolvedRuntime | None, list[Problem]]:
+    model_format = spec.model.format
+    wanted = spec.runtime
+    if wanted is not None and wanted.image:
+        base = None
+    elif wanted is not None and wanted.name:
+        base = registry.get(wanted.name)
+        if base is None:
+            known = ", ".join(registry.names) or "none"
+            return None, [Problem("spec.runtime.name", f"unknown runtime {wanted.name!r}; known runtimes: {known}")]
+        if model_format and model_format not in base.formats:
+            served = ", ".join(base.formats) or "none"
+            return None, [
+                Problem("spec.model.format", f"runtime {base.name!r} does not serve {model_format!r}; it serves: {served}")
+            ]
+    elif model_format is None:
+        return None, [Problem("spec.model.format", "is required when spec.runtime is not set")]
+    else:
+        base = registry.for_format(model_format)
+        if base is None:
+            served = ", ".join(registry.formats) or "none"
+            return None, [
+                Problem("spec.model.format", f"no runtime serves format {model_format!r}; formats with a runtime: {served}")
+            ]
+
+    protocol = (wanted and wanted.protocol) or (base.protocol if base else DEFAULT_PROTOCOL)
+    readiness = (wanted and wanted.readiness_path) or (base and base.readiness_path)
+    env = tuple({"name": k, "value": v} for k, v in base.env) if base else ()
+    if wanted and wanted.env:
+        env += tuple(e.model_dump(by_alias=True, exclude_none=True) for e in wanted.env)
+    return (
+        ResolvedRuntime(
+            name=base.name if base else None,
+            image=base.image if base else str(wanted.image),  # type: ignore[union-attr]
+            command=tuple((wanted and wanted.command) or (base.command if base else ())),
+            args=tuple((wanted and wanted.args) or (base.args if base else ())),
+            env=env,
+            port=(wanted and wanted.port) or (base.port if base else DEFAULT_PORT),
+            protocol=protocol,
+            readiness_path=readiness or READINESS_PATHS[protocol].format(name=name),
+            resources=base.resources if base else {},
+        ),
+        [],
+    )

@@ -1,0 +1,107 @@
+"""Kopf registrations only: every handler hands over to ``reconcile()``.
+
+Run with ``modeldeploy operator`` (see cli.py) or ``kopf run -m modeldeploy.handlers``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import kopf
+
+from .api.crd import GROUP, PLURAL, VERSION
+from .config import OperatorConfig
+from .k8s import ApiError, Kube
+from .reconcile import ReconcileError, reconcile
+from .render import labels
+
+MAX_BACKOFF = 60
+# The children the operator watches to restore hand edits and follow pod readiness.
+# Kopf resource selectors: (group, version, plural), or (version, plural) for the core group.
+CHILDREN: tuple[tuple[str, ...], ...] = (
+    ("apps", "v1", "deployments"),
+    ("v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
+MANAGED = f"{labels.MANAGED_BY}={labels.MANAGER}"
+
+
+class Runtime:
+    """What every handler shares, kept in Kopf's memo rather than in module globals."""
+
+    def __init__(self, config: OperatorConfig, kube: Kube):
+        self.config = config
+        self.kube = kube
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def lock(self, namespace: str, name: str) -> threading.Lock:
+        """One reconcile at a time per ModelDeployment, whichever event triggered it."""
+        with self._guard:
+            return self._locks.setdefault((namespace, name), threading.Lock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._guard:
+            self._locks.pop((namespace, name), None)
+
+    def reconcile(self, body: Any) -> None:
+        meta = body["metadata"]
+        with self.lock(meta["namespace"], meta["name"]):
+            reconcile(self.kube, self.config, body)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Kopf's bookkeeping goes to status.kopf, never to the user's annotations: a GitOps
+    # tool then sees exactly the manifest it applied.
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(
+        field="status.kopf.progress", touch_field="status.kopf.dummy"
+    )
+    settings.posting.level = logging.WARNING
+    settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 10
+    settings.watching.connect_timeout = 10
+    settings.watching.server_timeout = 300
+    settings.watching.reconnect_backoff = 1.0
+    # Watch only the operator's own children, filtered by the API server.
+    for selector in CHILDREN:
+        settings.watching.label_selectors[selector] = MANAGED
+    config = memo.get("config") or OperatorConfig.from_env()
+    memo["runtime"] = Runtime(config, Kube.from_environment(config.field_manager))
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile_modeldeployment(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    try:
+        memo["runtime"].reconcile(body)
+    except (ApiError, ReconcileError) as err:
+        raise kopf.TemporaryError(str(err), delay=min(2 ** retry, MAX_BACKOFF)) from err
+
+
+def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """A child changed or vanished: reconcile its ModelDeployment (restores hand edits)."""
+    meta = body["metadata"]
+    owner = (meta.get("labels") or {}).get(labels.DEPLOYMENT)
+    if not owner:
+        return
+    runtime: Runtime = memo["runtime"]
+    namespace = meta["namespace"]
+    try:
+        parent = runtime.kube.get_modeldeployment(namespace, owner)
+        if parent is None or parent["metadata"].get("deletionTimestamp"):
+            runtime.forget(namespace, owner)
+            return
+        runtime.reconcile(parent)
+    except (ApiError, ReconcileError) as err:
+        # The ModelDeployment's own handler retries with backoff; status already says why.
+        logger.warning("reconciling %s/%s after a change to %s failed: %s", namespace, owner, meta["name"], err)
+
+
+for _selector in CHILDREN:
+    kopf.on.event(*_selector, labels={labels.MANAGED_BY: labels.MANAGER})(on_child_event)

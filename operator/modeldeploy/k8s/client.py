@@ -1,0 +1,170 @@
+"""A small synchronous Kubernetes API client on top of the official ``kubernetes`` package.
+
+It speaks REST directly through the package's ApiClient (auth, TLS, kubeconfig and
+in-cluster config come from there) so that server-side apply, merge patches and lists of
+any kind are one call each, without the DynamicClient's discovery cache on disk.
+Every call raises ApiError on failure; nothing is swallowed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from ..api.crd import API_VERSION, KIND, PLURAL
+
+_IRREGULAR_PLURALS = {"Endpoints": "endpoints", "Ingress": "ingresses"}
+REQUEST_TIMEOUT = 30
+
+
+class ApiError(Exception):
+    """An API request failed; ``status`` is the HTTP status (0: no response)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+
+
+def plural(kind: str) -> str:
+    return _IRREGULAR_PLURALS.get(kind, kind.lower() + "s")
+
+
+def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"{prefix}{scope}/{plural(kind)}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kube:
+    def __init__(self, api_client: k8s_client.ApiClient, field_manager: str):
+        self.api_client = api_client
+        self.field_manager = field_manager
+
+    @classmethod
+    def from_environment(cls, field_manager: str) -> Kube:
+        """In-cluster service account when there is one, else the kubeconfig."""
+        try:
+            k8s_config.load_incluster_config()
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config()
+        return cls(k8s_client.ApiClient(), field_manager)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any] | None:
+        """One API call; the decoded JSON answer, or None for 404 on GET/DELETE."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        serialized = self.api_client.param_serialize(
+            method, path, query_params=list((query or {}).items()), header_params=headers,
+            body=body, auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api_client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
+            data = response.read()
+        except k8s_client.ApiException as err:
+            raise ApiError(err.status or 0, str(err.reason)) from err
+        except Exception as err:  # noqa: BLE001 - connection errors of any kind are API errors
+            raise ApiError(0, f"{type(err).__name__}: {err}") from err
+        if response.status == 404 and method in ("GET", "DELETE"):
+            return None
+        if response.status >= 300:
+            raise ApiError(response.status, _error_message(data))
+        return json.loads(data) if data else None
+
+    # Generic objects.
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.request("GET", f"{collection_path(api_version, kind, namespace)}/{name}")
+
+    def list(self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        answer = self.request(
+            "GET", collection_path(api_version, kind, namespace), query={"labelSelector": selector}
+        )
+        return list((answer or {}).get("items") or [])
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply with the operator's one field manager, taking over conflicts.
+
+        https://kubernetes.io/docs/reference/using-api/server-side-apply/
+        """
+        meta = manifest["metadata"]
+        path = f"{collection_path(manifest['apiVersion'], manifest['kind'], meta.get('namespace'))}/{meta['name']}"
+        answer = self.request(
+            "PATCH", path, body=dict(manifest), content_type="application/apply-patch+yaml",
+            query={"fieldManager": self.field_manager, "force": "true"},
+        )
+        return answer or {}
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self.request(
+            "DELETE", f"{collection_path(api_version, kind, namespace)}/{name}",
+            body={"propagationPolicy": "Background"},
+        )
+
+    # ModelDeployments.
+
+    def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(API_VERSION, KIND, namespace, name)
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]) -> None:
+        """Replace the operator's part of status with one merge patch.
+
+        Keys that were set before and are gone now are sent as null, which deletes them;
+        Kopf's ``status.kopf`` is left to Kopf.
+        """
+        patch = {key: None for key in previous if key not in status and key != "kopf"}
+        patch.update(status)
+        path = f"{collection_path(API_VERSION, KIND, namespace)}/{name}/status"
+        self.request("PATCH", path, body={"status": patch}, content_type="application/merge-patch+json")
+
+    def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the ModelDeployment, as `kubectl describe md` shows them."""
+        meta = involved["metadata"]
+        now = _now()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
+                "namespace": meta["namespace"], "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.field_manager},
+            "reportingComponent": self.field_manager,
+            "reportingInstance": self.field_manager,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.request("POST", collection_path("v1", "Event", meta["namespace"]), body=event)
+
+
+def _error_message(data: bytes | str | None) -> str:
+    try:
+        return str(json.loads(data or b"{}").get("message") or data)
+    except (ValueError, AttributeError):
+        return str(data)
+
+
+__all__ = ["PLURAL", "ApiError", "Kube", "collection_path", "plural"]

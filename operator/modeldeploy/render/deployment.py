@@ -1,0 +1,159 @@
+"""The serving Deployment: model-server container, and the storage initializer that
+downloads a remote model into a volume shared with it before it starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import labels, names
+from .target import Target
+
+MODEL_MOUNT = "/mnt/models"
+PVC_MOUNT = "/mnt/pvc"
+MODEL_VOLUME = "model-store"
+SERVER_CONTAINER = "model-server"
+INITIALIZER_CONTAINER = "storage-initializer"
+PORT_NAME = "http"
+
+
+def model_location(target: Target) -> tuple[list[dict[str, Any]], str, bool]:
+    """(volumes, model directory, needs download) for the model URI.
+
+    pvc:// is mounted read-only in place; every other scheme is downloaded into an
+    emptyDir by the storage initializer.
+    """
+    uri = target.spec.model.uri
+    if uri.lower().startswith("pvc://"):
+        claim, _, path = uri[len("pvc://"):].partition("/")
+        volume = {
+            "name": MODEL_VOLUME,
+            "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+        }
+        return [volume], f"{PVC_MOUNT}/{path.strip('/')}", False
+    return [{"name": MODEL_VOLUME, "emptyDir": {}}], MODEL_MOUNT, True
+
+
+def _storage_initializer(target: Target) -> dict[str, Any]:
+    return {
+        "name": INITIALIZER_CONTAINER,
+        "image": target.storage_initializer_image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": [target.spec.model.uri, MODEL_MOUNT],
+        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT}],
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
+    }
+
+
+def _resources(target: Target) -> dict[str, Any]:
+    user = target.spec.resources
+    merged: dict[str, Any] = {}
+    for kind in ("requests", "limits"):
+        values = {**(target.runtime.resources.get(kind) or {})}
+        values.update({k: str(v) for k, v in ((getattr(user, kind) if user else None) or {}).items()})
+        if values:
+            merged[kind] = {k: str(v) for k, v in sorted(values.items())}
+    return merged
+
+
+def _server(target: Target, model_dir: str, mount_path: str) -> dict[str, Any]:
+    runtime = target.runtime
+    env = [
+        {"name": "MODEL_NAME", "value": target.name},
+        {"name": "MODEL_DIR", "value": model_dir},
+        {"name": "MODEL_URI", "value": target.spec.model.uri},
+        {"name": "PORT", "value": str(runtime.port)},
+        *[dict(e) for e in runtime.env],
+    ]
+    container: dict[str, Any] = {
+        "name": SERVER_CONTAINER,
+        "image": runtime.image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": env,
+        "ports": [{"name": PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}],
+        # Readiness is "model loaded": no traffic reaches a pod before that.
+        "readinessProbe": {
+            "httpGet": {"path": runtime.readiness_path, "port": PORT_NAME},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        },
+        # Loading a large model can take minutes: the startup probe holds liveness off.
+        "startupProbe": {
+            "tcpSocket": {"port": PORT_NAME},
+            "periodSeconds": 5,
+            "failureThreshold": 120,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": PORT_NAME},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": mount_path, "readOnly": True}],
+    }
+    if runtime.command:
+        container["command"] = list(runtime.command)
+    if runtime.args:
+        container["args"] = list(runtime.args)
+    resources = _resources(target)
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _pod_spec(target: Target) -> dict[str, Any]:
+    spec = target.spec
+    volumes, model_dir, download = model_location(target)
+    mount_path = MODEL_MOUNT if download else PVC_MOUNT
+    pod: dict[str, Any] = {
+        "containers": [_server(target, model_dir, mount_path)],
+        "volumes": volumes,
+        "enableServiceLinks": False,
+    }
+    if download:
+        pod["initContainers"] = [_storage_initializer(target)]
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.affinity:
+        pod["affinity"] = dict(spec.affinity)
+    if spec.service_account_name:
+        pod["serviceAccountName"] = spec.service_account_name
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s.name} for s in spec.image_pull_secrets]
+    return pod
+
+
+def _pod_metadata(target: Target, variant: str) -> dict[str, Any]:
+    spec = target.spec
+    user = spec.pod_metadata
+    annotations = {**((user and user.annotations) or {})}
+    annotations.update(
+        {labels.MODEL_URI: spec.model.uri, labels.RUNTIME: target.runtime.label}
+    )
+    if spec.model.format:
+        annotations[labels.MODEL_FORMAT] = spec.model.format
+    if spec.model.version:
+        annotations[labels.MODEL_VERSION] = spec.model.version
+    # The operator's labels win over the user's: the selector depends on them.
+    pod_labels = {**((user and user.labels) or {}), **labels.variant(target.name, variant)}
+    return {"labels": pod_labels, "annotations": annotations}
+
+
+def render_deployment(target: Target, variant: str = names.STABLE) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": labels.selector(target.name, variant)},
+        # Surge before removing: a new revision that never gets ready never takes traffic
+        # and never removes a serving pod.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "revisionHistoryLimit": 3,
+        "template": {"metadata": _pod_metadata(target, variant), "spec": _pod_spec(target)},
+    }
+    # With an HPA, replicas belongs to the HPA: applying it here would fight the autoscaler.
+    if target.spec.autoscaling is None:
+        spec["replicas"] = target.spec.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": target.metadata(names.variant(target.name, variant), labels.variant(target.name, variant)),
+        "spec": spec,
+    }

@@ -1,0 +1,37 @@
+"""Every label and annotation key the operator writes, and the sets it writes them in.
+
+Selectors use only ``modeldeploy.io/deployment`` and ``modeldeploy.io/variant``: a
+Deployment's selector is immutable, so it must never depend on anything a user can change.
+"""
+
+from __future__ import annotations
+
+from .names import STABLE
+
+DOMAIN = "modeldeploy.io"
+DEPLOYMENT = f"{DOMAIN}/deployment"
+VARIANT = f"{DOMAIN}/variant"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "modeldeploy"
+NAME = "app.kubernetes.io/name"
+COMPONENT = "app.kubernetes.io/component"
+PART_OF = "app.kubernetes.io/part-of"
+
+# Pod template annotations: what a pod runs, read back to report the model actually serving.
+MODEL_URI = f"{DOMAIN}/model-uri"
+MODEL_FORMAT = f"{DOMAIN}/model-format"
+MODEL_VERSION = f"{DOMAIN}/model-version"
+RUNTIME = f"{DOMAIN}/runtime"
+
+
+def selector(md_name: str, variant: str = STABLE) -> dict[str, str]:
+    return {DEPLOYMENT: md_name, VARIANT: variant}
+
+
+def common(md_name: str) -> dict[str, str]:
+    """Labels on every child: who manages it and which ModelDeployment owns it."""
+    return {MANAGED_BY: MANAGER, PART_OF: MANAGER, NAME: md_name, DEPLOYMENT: md_name}
+
+
+def variant(md_name: str, variant_name: str = STABLE) -> dict[str, str]:
+    return {**common(md_name), COMPONENT: "predictor", VARIANT: variant_name}

@@ -1,0 +1,42 @@
+"""What the render functions take: one validated ModelDeployment and where it lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.crd import API_VERSION, KIND
+from ..api.validate import ResolvedRuntime
+from ..api.spec import ModelDeploymentSpec
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    namespace: str
+    uid: str
+    spec: ModelDeploymentSpec
+    runtime: ResolvedRuntime
+    storage_initializer_image: str
+
+    def owner_reference(self) -> dict[str, Any]:
+        """Makes the ModelDeployment own the child: deleting it garbage-collects the child.
+
+        https://kubernetes.io/docs/concepts/overview/working-with-objects/owners-dependents/
+        """
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def metadata(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": labels,
+            "ownerReferences": [self.owner_reference()],
+        }

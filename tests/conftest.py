@@ -1,0 +1,1 @@
+"""Shared test setup: every test carries its area's marker (see pyproject.toml)."""

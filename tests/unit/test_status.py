@@ -1,0 +1,154 @@
+"""Status computation: conditions, phase, the model actually serving, and events."""
+
+from __future__ import annotations
+
+import pytest
+
+from modeldeploy.api import conditions as c
+from modeldeploy.render import labels
+from modeldeploy.status import Observed, compute_status, differs, phase, transitions
+
+pytestmark = pytest.mark.core
+
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+
+
+def deployment(*, desired=2, ready=2, updated=2, available=2, total=None, generation=3, observed=3,
+               available_cond="True", progressing_reason="NewReplicaSetAvailable", uri="s3://m/v2", version="v2"):
+    return {
+        "metadata": {"generation": generation},
+        "spec": {
+            "replicas": desired,
+            "template": {"metadata": {"annotations": {labels.MODEL_URI: uri, labels.MODEL_VERSION: version, labels.RUNTIME: "sk"}}},
+        },
+        "status": {
+            "observedGeneration": observed, "replicas": updated if total is None else total,
+            "readyReplicas": ready, "updatedReplicas": updated, "availableReplicas": available,
+            "conditions": [
+                {"type": "Available", "status": available_cond},
+                {"type": "Progressing", "status": "True", "reason": progressing_reason, "message": "m"},
+            ],
+        },
+    }
+
+
+def conds(status):
+    return {x["type"]: x for x in status["conditions"]}
+
+
+def test_rollout_complete_is_ready_and_reports_the_serving_model():
+    status = compute_status({}, Observed(generation=5, deployment=deployment(), url="http://iris.ml.svc.cluster.local:80"), T0)
+    cs = conds(status)
+    assert cs[c.READY]["status"] == c.TRUE and cs[c.READY]["reason"] == c.SERVING
+    assert cs[c.AVAILABLE]["status"] == c.TRUE
+    assert cs[c.PROGRESSING]["reason"] == c.ROLLOUT_COMPLETE
+    assert cs[c.INVALID_SPEC]["status"] == c.FALSE
+    assert status["phase"] == c.PHASE_READY
+    assert status["observedGeneration"] == 5
+    assert status["model"] == {"uri": "s3://m/v2", "version": "v2", "runtime": "sk", "label": "v2"}
+    assert (status["readyReplicas"], status["desiredReplicas"]) == (2, 2)
+    assert all(x["observedGeneration"] == 5 for x in status["conditions"])
+
+
+def test_no_deployment_yet_is_pending():
+    status = compute_status({}, Observed(generation=1), T0)
+    assert conds(status)[c.AVAILABLE]["reason"] == c.DEPLOYMENT_MISSING
+    assert status["phase"] == c.PHASE_PROGRESSING
+    assert "model" not in status
+
+
+def test_pods_not_ready_on_first_rollout_is_progressing_without_a_model():
+    dep = deployment(ready=0, available=0, available_cond="False", progressing_reason="ReplicaSetUpdated")
+    status = compute_status({}, Observed(generation=1, deployment=dep), T0)
+    assert conds(status)[c.READY]["reason"] == c.MINIMUM_REPLICAS_UNAVAILABLE
+    assert conds(status)[c.PROGRESSING]["status"] == c.TRUE
+    assert status["phase"] == c.PHASE_PROGRESSING
+    assert "model" not in status
+
+
+def test_new_model_rolling_out_keeps_reporting_the_old_one():
+    serving = compute_status({}, Observed(generation=1, deployment=deployment(uri="s3://m/v1", version="v1")), T0)
+    rolling = deployment(updated=1, total=3, uri="s3://m/v2", version="v2")
+    status = compute_status(serving, Observed(generation=2, deployment=rolling), T1)
+    assert conds(status)[c.PROGRESSING]["reason"] == c.ROLLOUT_IN_PROGRESS
+    assert conds(status)[c.READY]["status"] == c.FALSE
+    assert conds(status)[c.AVAILABLE]["status"] == c.TRUE
+    assert status["model"]["uri"] == "s3://m/v1"
+    assert status["phase"] == c.PHASE_PROGRESSING
+
+
+def test_invalid_spec_while_serving_keeps_serving_state():
+    serving = compute_status({}, Observed(generation=1, deployment=deployment()), T0)
+    status = compute_status(serving, Observed(generation=2, problems=["spec.runtime.name: unknown runtime 'x'"], deployment=deployment()), T1)
+    cs = conds(status)
+    assert cs[c.INVALID_SPEC]["status"] == c.TRUE
+    assert "spec.runtime.name" in cs[c.INVALID_SPEC]["message"]
+    assert cs[c.READY]["reason"] == c.SPEC_INVALID and "keeps serving" in cs[c.READY]["message"]
+    assert cs[c.AVAILABLE]["status"] == c.TRUE
+    assert status["model"] == serving["model"]
+    assert status["phase"] == c.PHASE_FAILED
+
+
+def test_progress_deadline_exceeded_is_failed():
+    dep = deployment(updated=1, total=3, progressing_reason=c.PROGRESS_DEADLINE_EXCEEDED)
+    status = compute_status({}, Observed(generation=2, deployment=dep), T0)
+    assert conds(status)[c.PROGRESSING]["reason"] == c.PROGRESS_DEADLINE_EXCEEDED
+    assert status["phase"] == c.PHASE_FAILED
+
+
+def test_apply_error_shows_in_ready():
+    status = compute_status({}, Observed(generation=1, deployment=deployment(), apply_error="403: forbidden"), T0)
+    assert conds(status)[c.READY]["reason"] == c.APPLY_FAILED
+    assert "403" in conds(status)[c.READY]["message"]
+
+
+def test_lost_pods_after_serving_is_degraded():
+    serving = compute_status({}, Observed(generation=1, deployment=deployment()), T0)
+    dep = deployment(ready=0, available=0, available_cond="False")
+    status = compute_status(serving, Observed(generation=1, deployment=dep), T1)
+    assert status["phase"] == c.PHASE_DEGRADED
+    assert conds(status)[c.PROGRESSING]["reason"] == c.ROLLOUT_COMPLETE
+
+
+def test_transition_time_kept_while_status_unchanged():
+    first = compute_status({}, Observed(generation=1, deployment=deployment()), T0)
+    again = compute_status(first, Observed(generation=1, deployment=deployment()), T1)
+    assert all(x["lastTransitionTime"] == T0 for x in again["conditions"])
+    assert not differs({**first, "kopf": {"progress": {}}}, again)
+    broken = compute_status(first, Observed(generation=2, problems=["p"], deployment=deployment()), T1)
+    assert conds(broken)[c.INVALID_SPEC]["lastTransitionTime"] == T1
+    assert conds(broken)[c.AVAILABLE]["lastTransitionTime"] == T0
+
+
+def test_events_only_on_transitions():
+    first = compute_status({}, Observed(generation=1, deployment=deployment()), T0)
+    reasons = {e.reason for e in transitions({}, first)}
+    assert c.SERVING in reasons and c.SPEC_VALID not in reasons
+    again = compute_status(first, Observed(generation=1, deployment=deployment()), T1)
+    assert transitions(first, again) == []
+    broken = compute_status(first, Observed(generation=2, problems=["spec.x: bad"], deployment=deployment()), T1)
+    events = {e.reason: e for e in transitions(first, broken)}
+    assert events[c.SPEC_INVALID].type == "Warning" and "spec.x: bad" in events[c.SPEC_INVALID].message
+    # A different invalid spec is news again; the same one is not.
+    other = compute_status(broken, Observed(generation=3, problems=["spec.y: bad"], deployment=deployment()), T1)
+    assert [e.reason for e in transitions(broken, other)] == [c.SPEC_INVALID]
+
+
+@pytest.mark.parametrize(
+    "invalid,ready,progressing,ever,expected",
+    [
+        ("True", "False", c.WAITING_FOR_VALID_SPEC, True, c.PHASE_FAILED),
+        ("False", "True", c.ROLLOUT_COMPLETE, True, c.PHASE_READY),
+        ("False", "False", c.ROLLOUT_IN_PROGRESS, False, c.PHASE_PROGRESSING),
+        ("False", "False", c.ROLLOUT_COMPLETE, False, c.PHASE_PENDING),
+        ("False", "False", c.ROLLOUT_COMPLETE, True, c.PHASE_DEGRADED),
+    ],
+)
+def test_phase_is_derived_from_conditions(invalid, ready, progressing, ever, expected):
+    prog_status = "True" if progressing == c.ROLLOUT_IN_PROGRESS else "False"
+    cs = [
+        {"type": c.INVALID_SPEC, "status": invalid, "reason": "r"},
+        {"type": c.READY, "status": ready, "reason": "r"},
+        {"type": c.PROGRESSING, "status": prog_status, "reason": progressing},
+    ]
+    assert phase(cs, ever) == expected

@@ -1,0 +1,91 @@
+"""The invalid-spec table: every spec the schema lets through but the operator cannot
+honour yields a problem naming the field and what is accepted."""
+
+from __future__ import annotations
+
+import pytest
+
+from modeldeploy.api.validate import MAX_NAME_LENGTH, validate
+
+pytestmark = pytest.mark.core
+
+S3 = {"uri": "s3://models/iris/v1", "format": "sklearn"}
+
+INVALID = [
+    # (case, name, spec, field, words the message must contain)
+    ("unknown runtime", "iris", {"model": S3, "runtime": {"name": "triton"}}, "spec.runtime.name", ["triton", "known runtimes: onnx, sk"]),
+    ("unsupported scheme", "iris", {"model": {"uri": "ftp://host/m", "format": "sklearn"}}, "spec.model.uri", ["ftp://", "s3://", "pvc://", "hf://"]),
+    ("format without runtime", "iris", {"model": {"uri": "s3://b/m", "format": "pytorch"}}, "spec.model.format", ["pytorch", "onnx, sklearn, xgboost"]),
+    ("no format, no runtime", "iris", {"model": {"uri": "s3://b/m"}}, "spec.model.format", ["required"]),
+    ("runtime does not serve format", "iris", {"model": {"uri": "s3://b/m", "format": "onnx"}, "runtime": {"name": "sk"}}, "spec.model.format", ["sk", "sklearn, xgboost"]),
+    ("request above limit", "iris", {"model": S3, "resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}, "spec.resources.requests[memory]", ["exceeds limit"]),
+    ("fractional gpu", "iris", {"model": S3, "resources": {"limits": {"nvidia.com/gpu": "0.5"}}}, "spec.resources.limits[nvidia.com/gpu]", ["whole number"]),
+    ("gpu request without equal limit", "iris", {"model": S3, "resources": {"requests": {"nvidia.com/gpu": 1}}}, "spec.resources.requests[nvidia.com/gpu]", ["equal limit"]),
+    ("not a quantity", "iris", {"model": S3, "resources": {"limits": {"cpu": "two"}}}, "spec.resources.limits[cpu]", ["not a Kubernetes quantity"]),
+    ("negative quantity", "iris", {"model": S3, "resources": {"requests": {"cpu": "-1"}}}, "spec.resources.requests[cpu]", ["negative"]),
+    ("name too long", "m" * (MAX_NAME_LENGTH + 1), {"model": S3}, "metadata.name", [str(MAX_NAME_LENGTH)]),
+    ("reserved field", "iris", {"model": S3, "canary": {"model": S3}}, "spec.canary", ["not supported"]),
+    ("pvc without path", "iris", {"model": {"uri": "pvc://claim", "format": "sklearn"}}, "spec.model.uri", ["pvc://CLAIM/PATH"]),
+    ("s3 without bucket", "iris", {"model": {"uri": "s3:///path", "format": "sklearn"}}, "spec.model.uri", ["BUCKET"]),
+    ("unknown field", "iris", {"model": S3, "replica": 3}, "spec.replica", ["not permitted"]),
+    ("min above max", "iris", {"model": S3, "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling.minReplicas", ["maxReplicas"]),
+    ("wrong type", "iris", {"model": S3, "replicas": "three"}, "spec.replicas", ["integer"]),
+    ("missing model", "iris", {"replicas": 1}, "spec.model", ["required"]),
+]
+
+
+@pytest.mark.parametrize("case,name,spec,field,words", INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_spec_names_field_and_accepted_values(registry, case, name, spec, field, words):
+    validated, problems = validate(name, spec, registry)
+    assert validated is None
+    matching = [p for p in problems if p.field == field]
+    assert matching, f"{case}: no problem for {field} in {[str(p) for p in problems]}"
+    for word in words:
+        assert word in matching[0].message, f"{case}: {word!r} not in {matching[0].message!r}"
+
+
+def test_format_selects_first_runtime_that_serves_it(registry):
+    validated, problems = validate("iris", {"model": {"uri": "gs://b/m", "format": "xgboost"}}, registry)
+    assert problems == []
+    assert validated.runtime.name == "sk"
+    assert validated.runtime.image == "example/sk:1"
+    assert validated.runtime.port == 9000
+    assert validated.runtime.readiness_path == "/v2/health/ready"
+
+
+def test_named_runtime_takes_user_overrides(registry):
+    spec = {
+        "model": {"uri": "hf://org/model", "format": "onnx"},
+        "runtime": {"name": "onnx", "args": ["--workers=4"], "port": 9100, "env": [{"name": "A", "value": "b"}]},
+    }
+    validated, problems = validate("clf", spec, registry)
+    assert problems == []
+    rt = validated.runtime
+    assert (rt.image, rt.args, rt.port, rt.protocol) == ("example/onnx:2", ("--workers=4",), 9100, "v1")
+    assert rt.readiness_path == "/v1/models/clf"
+    assert rt.env == ({"name": "A", "value": "b"},)
+
+
+def test_explicit_image_needs_no_format(registry):
+    spec = {"model": {"uri": "https://host/model.bin"}, "runtime": {"image": "me/server:3", "protocol": "http"}}
+    validated, problems = validate("custom", spec, registry)
+    assert problems == []
+    rt = validated.runtime
+    assert (rt.name, rt.image, rt.port, rt.readiness_path, rt.label) == (None, "me/server:3", 8080, "/", "me/server:3")
+
+
+def test_every_problem_is_reported_at_once(registry):
+    spec = {
+        "model": {"uri": "ftp://x/y", "format": "sklearn"},
+        "resources": {"limits": {"cpu": "lots"}},
+        "traffic": {"provider": "router"},
+    }
+    _, problems = validate("iris", spec, registry)
+    assert {p.field for p in problems} == {"spec.model.uri", "spec.resources.limits[cpu]", "spec.traffic"}
+
+
+def test_valid_gpu_and_defaults(registry):
+    spec = {"model": S3, "resources": {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": "1", "cpu": 2}}}
+    validated, problems = validate("iris", spec, registry)
+    assert problems == []
+    assert validated.spec.replicas == 1
