@@ -47,9 +47,17 @@ class Runtime:
         with self._guard:
             self._locks.pop((namespace, name), None)
 
-    def reconcile(self, body: Any) -> None:
-        meta = body["metadata"]
-        with self.lock(meta["namespace"], meta["name"]):
+    def reconcile(self, namespace: str, name: str) -> None:
+        """Reconcile the ModelDeployment as it is now.
+
+        It is read inside the lock: an event's body may be older than what the previous
+        pass wrote, and reconciling a stale spec would undo a newer one.
+        """
+        with self.lock(namespace, name):
+            body = self.kube.get_modeldeployment(namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                self.forget(namespace, name)
+                return
             reconcile(self.kube, self.config, body)
 
 
@@ -79,7 +87,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile_modeldeployment(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     try:
-        memo["runtime"].reconcile(body)
+        memo["runtime"].reconcile(body["metadata"]["namespace"], body["metadata"]["name"])
     except (ApiError, ReconcileError) as err:
         raise kopf.TemporaryError(str(err), delay=min(2 ** retry, MAX_BACKOFF)) from err
 
@@ -90,14 +98,9 @@ def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_
     owner = (meta.get("labels") or {}).get(labels.DEPLOYMENT)
     if not owner:
         return
-    runtime: Runtime = memo["runtime"]
     namespace = meta["namespace"]
     try:
-        parent = runtime.kube.get_modeldeployment(namespace, owner)
-        if parent is None or parent["metadata"].get("deletionTimestamp"):
-            runtime.forget(namespace, owner)
-            return
-        runtime.reconcile(parent)
+        memo["runtime"].reconcile(namespace, owner)
     except (ApiError, ReconcileError) as err:
         # The ModelDeployment's own handler retries with backoff; status already says why.
         logger.warning("reconciling %s/%s after a change to %s failed: %s", namespace, owner, meta["name"], err)
