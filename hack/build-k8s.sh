@@ -55,10 +55,11 @@ build_k8s() {
       -ldflags "$ld" -o "$K8S_BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
     mv "$K8S_BIN/$cmd.tmp" "$K8S_BIN/$cmd"
   done
-  if [[ ! -x "$K8S_BIN/pause" ]]; then
+  if [[ ! -x "$K8S_BIN/pause" || ! -f "$K8S_BIN/coredns.yaml.base" ]]; then
     local kdir; kdir=$(cd "$dir" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
-    gcc -Os -static -DVERSION="$K8S_VERSION" -o "$K8S_BIN/pause" "$kdir/build/pause/linux/pause.c"
-    cp "$kdir/cluster/addons/dns/coredns/coredns.yaml.base" "$K8S_BIN/coredns.yaml.base"
+    gcc -Os -static -DVERSION="$K8S_VERSION" -o "$K8S_BIN/pause.tmp" "$kdir/build/pause/linux/pause.c"
+    mv "$K8S_BIN/pause.tmp" "$K8S_BIN/pause"
+    install -m 0644 "$kdir/cluster/addons/dns/coredns/coredns.yaml.base" "$K8S_BIN/coredns.yaml.base"
   fi
 }
 
