@@ -1,0 +1,60 @@
+# modeldeploy developer commands. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help install test unit e2e lint crds run deploy undeploy cluster-up cluster-down cluster-status images load-images clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install the operator with its test tools
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+test: ## everything CI runs: lint, unit tests, then the cluster suite on a local (or $$KUBECONFIG) cluster
+	bash hack/test.sh $(PYTEST_ARGS)
+
+unit: install lint ## the tests that need no cluster
+	$(VENV)/bin/pytest -m 'not e2e' $(PYTEST_ARGS)
+
+e2e: install ## the tests that need a cluster, against the one `hack/cluster-env.sh` selects
+	eval "$$(bash hack/cluster-env.sh)" && $(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+
+lint: install ## import-linter contracts: pure layers stay free of kopf and the Kubernetes client
+	$(VENV)/bin/lint-imports
+
+crds: install ## regenerate crds/ from the API models (a unit test fails when it is stale)
+	$(VENV)/bin/modeldeploy crd > crds/modeldeploy.io_modeldeployments.yaml
+
+run: install ## run the operator locally against the selected cluster, all namespaces
+	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh apply --server-side -f crds/ && \
+	$(VENV)/bin/modeldeploy operator --all-namespaces --liveness 127.0.0.1:8080
+
+deploy: ## install the CRD and the operator (its image) into the selected cluster
+	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh apply --server-side -f crds/ -f manifests/
+
+undeploy: ## remove the operator and the CRD (and with it every ModelDeployment)
+	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh delete --ignore-not-found -f manifests/ -f crds/
+
+cluster-up: ## start the local single-node Kubernetes (builds and caches its binaries on first use)
+	bash hack/cluster-up.sh
+
+cluster-down: ## stop it and remove every process, mount, iptables rule and device it made
+	bash hack/cluster-down.sh
+
+cluster-status: ## say what runs
+	bash hack/cluster-status.sh
+
+images: ## build every image locally (docker; base image made with debootstrap)
+	bash hack/images.sh
+
+load-images: ## import the images into the cluster (local containerd, or kind load)
+	bash hack/load-images.sh
+
+clean: ## remove the virtualenv and caches inside the checkout
+	rm -rf $(VENV) .pytest_cache build *.egg-info operator/*.egg-info
