@@ -4,7 +4,6 @@ prints the CustomResourceDefinition generated from the API models."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import yaml
@@ -28,7 +27,8 @@ def _operator(args: argparse.Namespace) -> int:
         storage_initializer_image=args.storage_initializer_image or DEFAULT_STORAGE_INITIALIZER_IMAGE,
         cluster_domain=args.cluster_domain,
     )
-    kopf.configure(verbose=args.verbose, debug=args.debug)
+    # Kopf sets up logging; every line about an object is prefixed with [namespace/name].
+    kopf.configure(verbose=args.verbose, debug=args.debug, log_prefix=True)
     kopf.run(
         standalone=True,
         clusterwide=args.all_namespaces,
@@ -71,7 +71,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args))
 
 

@@ -170,10 +170,8 @@ def _is_local_address(ip: str) -> bool:
 
 
 def _kubeconfig() -> str | None:
-    if os.environ.get("KUBECONFIG"):
-        return os.environ["KUBECONFIG"]
-    local = STATE / "kubeconfig"
-    return str(local) if local.is_file() else None
+    # tests/conftest.py already defaulted $KUBECONFIG to the local cluster's.
+    return os.environ.get("KUBECONFIG") or None
 
 
 @pytest.fixture(scope="session")

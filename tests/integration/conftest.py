@@ -1,6 +1,5 @@
-"""Fixtures for tests against a real API server: the cluster in KUBECONFIG (the local one
-from `make cluster-up`, or kind), the CRD applied, a namespace per module, and the
-operator running in-process under kopf.testing.KopfRunner."""
+"""Fixtures for the operator-core tests: a namespace per module and the operator running
+in-process under kopf.testing.KopfRunner, watching only that namespace."""
 
 from __future__ import annotations
 
@@ -13,30 +12,8 @@ import pytest
 import yaml
 
 from modeldeploy.k8s import ApiError, Kube
-from support import condition, wait_for
 
-ROOT = Path(__file__).parents[2]
-CRD = ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"
 TEST_SERVER_IMAGE = os.environ.get("MODELDEPLOY_TESTSERVER_IMAGE", "modeldeploy/testserver:0.1.0")
-
-
-@pytest.fixture(scope="session")
-def kube() -> Kube:
-    try:
-        client = Kube.from_environment("modeldeploy-tests")
-        client.request("GET", "/version")
-    except Exception as err:  # noqa: BLE001 - any failure here means "no cluster"
-        pytest.skip(f"no reachable Kubernetes cluster ({err}); run `make cluster-up` or set KUBECONFIG")
-    return client
-
-
-@pytest.fixture(scope="session")
-def crd(kube: Kube) -> dict:
-    manifest = yaml.safe_load(CRD.read_text())
-    kube.apply(manifest)
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{manifest['metadata']['name']}"
-    wait_for(lambda: condition(kube.request("GET", path), "Established").get("status") == "True", 30, what="CRD established")
-    return manifest
 
 
 @pytest.fixture(scope="module")

@@ -17,38 +17,11 @@ from modeldeploy.api import conditions as c
 from modeldeploy.api.crd import API_VERSION, KIND
 from modeldeploy.k8s import ApiError, Kube
 from modeldeploy.k8s.client import collection_path
-from support import condition, wait_for
+from support import MODEL_CLAIM, condition, wait_for
 
 pytestmark = [pytest.mark.core, pytest.mark.e2e]
 
-CLAIM = "models"
-
-
-@pytest.fixture(scope="module")
-def claim(kube: Kube, namespace: str):
-    """A PVC holding "models", statically bound to a hostPath volume (no provisioner needed)."""
-    pv_name = f"{namespace}-models"
-    kube.apply({
-        "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": pv_name},
-        "spec": {
-            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany", "ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "",
-            "hostPath": {"path": f"/tmp/modeldeploy-test/{namespace}", "type": "DirectoryOrCreate"},
-            "claimRef": {"namespace": namespace, "name": CLAIM},
-        },
-    })
-    kube.apply({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": CLAIM, "namespace": namespace},
-        "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": pv_name,
-                 "resources": {"requests": {"storage": "1Gi"}}},
-    })
-    yield CLAIM
-    try:
-        kube.delete("v1", "PersistentVolume", None, pv_name)
-    except ApiError:
-        pass
+CLAIM = MODEL_CLAIM
 
 
 def md_body(name: str, **spec_overrides) -> dict:
@@ -125,7 +98,7 @@ def test_schema_defaults_are_applied(kube, namespace):
 
 # The operator.
 
-def test_serves_and_reports_status(kube, namespace, claim, operator):
+def test_serves_and_reports_status(kube, namespace, model_claim, operator):
     name = unique("iris")
     created = create(kube, namespace, md_body(name, runtime={"name": "testserver"}))
     md = wait_for(ready(kube, namespace, name), 180, what=f"{name} Ready")
@@ -155,7 +128,7 @@ def test_serves_and_reports_status(kube, namespace, claim, operator):
         assert answer.status == 200
 
 
-def test_children_edited_or_deleted_by_hand_are_restored(kube, namespace, claim, operator):
+def test_children_edited_or_deleted_by_hand_are_restored(kube, namespace, model_claim, operator):
     name = unique("heal")
     create(kube, namespace, md_body(name, runtime={"name": "testserver"}))
     wait_for(ready(kube, namespace, name), 180, what=f"{name} Ready")
@@ -182,7 +155,7 @@ def test_children_edited_or_deleted_by_hand_are_restored(kube, namespace, claim,
     wait_for(healed, 60, what="Deployment restored")
 
 
-def test_scaling_children_follow_the_spec(kube, namespace, claim, operator):
+def test_scaling_children_follow_the_spec(kube, namespace, model_claim, operator):
     name = unique("scale")
     create(kube, namespace, md_body(name, runtime={"name": "testserver"}, replicas=2))
     dep_name = f"{name}-stable"
@@ -205,7 +178,7 @@ def test_scaling_children_follow_the_spec(kube, namespace, claim, operator):
     wait_for(lambda: kube.get("apps/v1", "Deployment", namespace, dep_name)["spec"]["replicas"] == 1, 60, what="replicas back")
 
 
-def test_invalid_update_keeps_the_serving_revision(kube, namespace, claim, operator):
+def test_invalid_update_keeps_the_serving_revision(kube, namespace, model_claim, operator):
     name = unique("keep")
     create(kube, namespace, md_body(name, runtime={"name": "testserver"}))
     wait_for(ready(kube, namespace, name), 180, what=f"{name} Ready")
@@ -240,7 +213,7 @@ def test_invalid_update_keeps_the_serving_revision(kube, namespace, claim, opera
     assert condition(md, c.INVALID_SPEC)["status"] == "False"
 
 
-def test_api_rejection_of_a_child_shows_in_status(kube, namespace, claim, operator):
+def test_api_rejection_of_a_child_shows_in_status(kube, namespace, model_claim, operator):
     """A spec the schema accepts but the API server refuses for the Deployment."""
     name = unique("reject")
     create(kube, namespace, md_body(name, runtime={"name": "testserver"}, nodeSelector={"bad key!": "x"}))
@@ -253,7 +226,7 @@ def test_api_rejection_of_a_child_shows_in_status(kube, namespace, claim, operat
     assert kube.get("apps/v1", "Deployment", namespace, f"{name}-stable") is None
 
 
-def test_deleting_the_modeldeployment_collects_children(kube, namespace, claim, operator):
+def test_deleting_the_modeldeployment_collects_children(kube, namespace, model_claim, operator):
     name = unique("gone")
     create(kube, namespace, md_body(name, runtime={"name": "testserver"}, replicas=2))
     wait_for(lambda: kube.get("policy/v1", "PodDisruptionBudget", namespace, f"{name}-stable"), 60, what="children")

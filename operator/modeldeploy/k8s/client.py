@@ -9,6 +9,7 @@ Every call raises ApiError on failure; nothing is swallowed.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -51,13 +52,16 @@ class Kube:
         self.field_manager = field_manager
 
     @classmethod
-    def from_environment(cls, field_manager: str) -> Kube:
-        """In-cluster service account when there is one, else the kubeconfig."""
-        try:
-            k8s_config.load_incluster_config()
-        except k8s_config.ConfigException:
-            k8s_config.load_kube_config()
-        return cls(k8s_client.ApiClient(), field_manager)
+    def from_environment(cls, field_manager: str, kubeconfig: str | None = None) -> Kube:
+        """The given kubeconfig; else the in-cluster service account; else $KUBECONFIG
+        (read now, not when the kubernetes package was imported), else ~/.kube/config."""
+        if not kubeconfig:
+            try:
+                k8s_config.load_incluster_config()
+                return cls(k8s_client.ApiClient(), field_manager)
+            except k8s_config.ConfigException:
+                kubeconfig = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or None
+        return cls(k8s_config.new_client_from_config(config_file=kubeconfig), field_manager)
 
     def request(
         self,
