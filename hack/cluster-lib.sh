@@ -27,6 +27,9 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler container
 # Images the project builds locally. Explicit tags: ':latest' would make kubelet pull.
 OPERATOR_IMAGE="${MODELDEPLOY_OPERATOR_IMAGE:-modeldeploy/operator:0.1.0}"
 TESTSERVER_IMAGE="${MODELDEPLOY_TESTSERVER_IMAGE:-modeldeploy/testserver:0.1.0}"
+MODEL_SERVER_IMAGE="${MODELDEPLOY_MODEL_SERVER_IMAGE:-modeldeploy/model-server:0.1.0}"
+STORAGE_INITIALIZER_IMAGE="${MODELDEPLOY_STORAGE_INITIALIZER_IMAGE:-modeldeploy/storage-initializer:0.1.0}"
+S3_SERVER_IMAGE="${MODELDEPLOY_S3_SERVER_IMAGE:-modeldeploy/s3-server:0.1.0}"
 COREDNS_IMAGE="${MODELDEPLOY_COREDNS_IMAGE:-modeldeploy/coredns:$COREDNS_VERSION}"
 PAUSE_IMAGE="${MODELDEPLOY_PAUSE_IMAGE:-modeldeploy/pause:$K8S_VERSION}"
 DOCKERD_LOG="${MODELDEPLOY_DOCKERD_LOG:-/var/log/modeldeploy-dockerd.log}"

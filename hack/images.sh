@@ -2,6 +2,9 @@
 # Build every image the project needs, locally with docker (no registry is needed):
 #   modeldeploy/base-python:bookworm-<hash>  debootstrap base (images/base/build.sh)
 #   $TESTSERVER_IMAGE  (modeldeploy/testserver:0.1.0)   images/testserver
+#   $MODEL_SERVER_IMAGE (modeldeploy/model-server:0.1.0) images/model-server
+#   $STORAGE_INITIALIZER_IMAGE (modeldeploy/storage-initializer:0.1.0) images/storage-initializer
+#   $S3_SERVER_IMAGE   (modeldeploy/s3-server:0.1.0)    images/s3-server (moto, for tests)
 #   $OPERATOR_IMAGE    (modeldeploy/operator:0.1.0)     images/operator, repo root sources
 #   $COREDNS_IMAGE, $PAUSE_IMAGE                        scratch images of the built binaries
 # Starts dockerd when none answers (log: $DOCKERD_LOG). Load them into the cluster with
@@ -26,8 +29,9 @@ step() {
   log "$name: done in $(since "$t")"
 }
 
-build_testserver() {
-  dbuild --build-arg "BASE=$BASE" -t "$TESTSERVER_IMAGE" "$REPO_DIR/images/testserver"
+# build_dir IMAGE DIR: an image whose build context is its own images/ directory.
+build_dir() {
+  dbuild --build-arg "BASE=$BASE" -t "$1" "$REPO_DIR/images/$2"
 }
 
 # Send only what the image needs (pyproject.toml, README*, operator/) plus the Dockerfile,
@@ -62,7 +66,10 @@ main() {
     BASE=$(bash "$REPO_DIR/images/base/build.sh")
     log "base image $BASE: done in $(since "$t")"
   fi
-  step "$TESTSERVER_IMAGE" build_testserver
+  step "$TESTSERVER_IMAGE" build_dir "$TESTSERVER_IMAGE" testserver
+  step "$MODEL_SERVER_IMAGE" build_dir "$MODEL_SERVER_IMAGE" model-server
+  step "$STORAGE_INITIALIZER_IMAGE" build_dir "$STORAGE_INITIALIZER_IMAGE" storage-initializer
+  step "$S3_SERVER_IMAGE" build_dir "$S3_SERVER_IMAGE" s3-server
   step "$OPERATOR_IMAGE" build_operator
   step "$PAUSE_IMAGE + $COREDNS_IMAGE" load_infra
   log "images built in $(since "$start"):"

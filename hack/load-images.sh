@@ -4,7 +4,7 @@
 #   - otherwise the local cluster: `docker save | ctr import` into its containerd.
 # Images already there with the same id are skipped.
 #
-# Usage: hack/load-images.sh [IMAGE...]   (default: operator and testserver images)
+# Usage: hack/load-images.sh [IMAGE...]   (default: every image hack/images.sh builds)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
@@ -51,7 +51,7 @@ load_kind() {
 
 main() {
   local images=("$@") img present=()
-  ((${#images[@]})) || images=("$OPERATOR_IMAGE" "$TESTSERVER_IMAGE")
+  ((${#images[@]})) || images=("$OPERATOR_IMAGE" "$TESTSERVER_IMAGE" "$MODEL_SERVER_IMAGE" "$STORAGE_INITIALIZER_IMAGE" "$S3_SERVER_IMAGE")
   ensure_dockerd
   for img in "${images[@]}"; do
     if docker image inspect "$img" >/dev/null 2>&1; then present+=("$img")

@@ -15,6 +15,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).parents[1]
 CRD = ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"
 MODEL_CLAIM = "models"
+OPERATOR_NS = "modeldeploy-system"
 
 
 def wait_for(check: Callable[[], T], timeout: float = 120, interval: float = 0.5, what: str = "condition") -> T:

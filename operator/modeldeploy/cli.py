@@ -15,15 +15,15 @@ def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     from . import handlers  # noqa: F401 - registers the handlers with Kopf
-    from .config import DEFAULT_STORAGE_INITIALIZER_IMAGE, OperatorConfig, load_registry
+    from .config import DEFAULT_STORAGE_INITIALIZER_IMAGE, OperatorConfig, RegistryFile
 
     try:
-        registry = load_registry(args.runtimes)
-    except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
+        runtimes = RegistryFile(args.runtimes)
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
         print(f"modeldeploy: --runtimes {args.runtimes}: {err}", file=sys.stderr)
         return 2
     config = OperatorConfig(
-        registry=registry,
+        runtimes=runtimes,
         storage_initializer_image=args.storage_initializer_image or DEFAULT_STORAGE_INITIALIZER_IMAGE,
         cluster_domain=args.cluster_domain,
     )

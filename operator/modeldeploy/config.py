@@ -25,19 +25,56 @@ def load_registry(path: str | None = None) -> RuntimeRegistry:
     return RuntimeRegistry.from_documents(yaml.safe_load(text) or {})
 
 
+class RegistryFile:
+    """The runtime registry, re-read when its file changes (a ConfigMap volume is updated
+    in place), so runtimes are added without restarting the operator. A file that does not
+    parse keeps the last good registry and says why in ``error``."""
+
+    def __init__(self, path: str | None = None):
+        self.path = path
+        self.error: str | None = None
+        self._stamp = self._stat()
+        self._registry = load_registry(path)  # the first read must succeed: fail fast
+
+    def _stat(self) -> tuple[float, int] | None:
+        if not self.path:
+            return None
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return info.st_mtime, info.st_size
+
+    @property
+    def registry(self) -> RuntimeRegistry:
+        stamp = self._stat()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._registry = load_registry(self.path)
+                self.error = None
+            except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
+                self.error = f"runtime registry {self.path}: {err}; keeping the previous one"
+        return self._registry
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
-    registry: RuntimeRegistry = field(default_factory=load_registry)
+    runtimes: RegistryFile = field(default_factory=RegistryFile)
     storage_initializer_image: str = DEFAULT_STORAGE_INITIALIZER_IMAGE
     cluster_domain: str = "cluster.local"
     field_manager: str = FIELD_MANAGER
+
+    @property
+    def registry(self) -> RuntimeRegistry:
+        return self.runtimes.registry
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
         """Settings from MODELDEPLOY_* variables, for `kopf run -m modeldeploy.handlers`."""
         env = dict(os.environ if env is None else env)
         return cls(
-            registry=load_registry(env.get("MODELDEPLOY_RUNTIMES")),
+            runtimes=RegistryFile(env.get("MODELDEPLOY_RUNTIMES")),
             storage_initializer_image=env.get(
                 "MODELDEPLOY_STORAGE_INITIALIZER_IMAGE", DEFAULT_STORAGE_INITIALIZER_IMAGE
             ),

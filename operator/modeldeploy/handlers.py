@@ -18,13 +18,16 @@ from .reconcile import ReconcileError, reconcile
 from .render import labels
 
 MAX_BACKOFF = 60
-# The children the operator watches to restore hand edits and follow pod readiness.
-# Kopf resource selectors: (group, version, plural), or (version, plural) for the core group.
-CHILDREN: tuple[tuple[str, ...], ...] = (
+# What the operator watches besides ModelDeployments: its children, to restore hand edits,
+# and their pods, to report why a model is not serving. Kopf resource selectors:
+# (group, version, plural), or (version, plural) for the core group.
+WATCHED: tuple[tuple[str, ...], ...] = (
     ("apps", "v1", "deployments"),
     ("v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
+    # Not a child, but how status learns that a model failed to download or load.
+    ("v1", "pods"),
 )
 MANAGED = f"{labels.MANAGED_BY}={labels.MANAGER}"
 
@@ -76,7 +79,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = 1.0
     # Watch only the operator's own children, filtered by the API server.
-    for selector in CHILDREN:
+    for selector in WATCHED:
         settings.watching.label_selectors[selector] = MANAGED
     config = memo.get("config") or OperatorConfig.from_env()
     memo["runtime"] = Runtime(config, Kube.from_environment(config.field_manager))
@@ -93,7 +96,8 @@ def reconcile_modeldeployment(body: kopf.Body, memo: kopf.Memo, retry: int, **_:
 
 
 def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    """A child changed or vanished: reconcile its ModelDeployment (restores hand edits)."""
+    """A child or pod changed or vanished: reconcile its ModelDeployment (restores hand
+    edits, follows pod readiness)."""
     meta = body["metadata"]
     owner = (meta.get("labels") or {}).get(labels.DEPLOYMENT)
     if not owner:
@@ -106,5 +110,5 @@ def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_
         logger.warning("reconciling %s/%s after a change to %s failed: %s", namespace, owner, meta["name"], err)
 
 
-for _selector in CHILDREN:
+for _selector in WATCHED:
     kopf.on.event(*_selector, labels={labels.MANAGED_BY: labels.MANAGER})(on_child_event)

@@ -53,6 +53,8 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any]) -> di
     name, namespace = meta["name"], meta["namespace"]
     previous = dict(body.get("status") or {})
     validated, problems = validate(name, body.get("spec") or {}, config.registry)
+    if config.runtimes.error:
+        log.error("%s", config.runtimes.error)
 
     apply_error = None
     if validated is not None:
@@ -68,6 +70,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any]) -> di
         generation=meta.get("generation", 0),
         problems=[str(p) for p in problems],
         deployment=kube.get("apps/v1", "Deployment", namespace, names.variant(name)),
+        pods=kube.list("v1", "Pod", namespace, labels.selector(name)),
         apply_error=apply_error,
         url=f"http://{host}:{SERVICE_PORT}" if served else None,
         host=host if served else None,

@@ -26,6 +26,7 @@ class Observed:
     generation: int
     problems: Sequence[str] = ()
     deployment: Mapping[str, Any] | None = None
+    pods: Sequence[Mapping[str, Any]] = ()
     apply_error: str | None = None
     url: str | None = None
     host: str | None = None
@@ -76,6 +77,52 @@ def _rolling_out(deployment: Mapping[str, Any], counts: Mapping[str, int]) -> bo
     )
 
 
+_IMAGE_WAITING = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
+_LOAD_FAILED_PREFIX = "model failed to load"
+
+
+def _terminated(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The container's current termination, else its last one (crash-looping containers)."""
+    return (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get("terminated") or {}
+
+
+def _container_issue(status: Mapping[str, Any], init: bool) -> tuple[str, str] | None:
+    name = status.get("name", "?")
+    waiting = (status.get("state") or {}).get("waiting") or {}
+    if waiting.get("reason") in _IMAGE_WAITING:
+        return c.IMAGE_MISSING, f"container {name}: {waiting['reason']}: {waiting.get('message', status.get('image', ''))}"
+    ended = _terminated(status)
+    if not ended or ended.get("exitCode", 0) == 0:
+        return None
+    message = " ".join(str(ended.get("message") or ended.get("reason") or "").split())[-500:]
+    if init:
+        return c.MODEL_FETCH_FAILED, message or f"storage initializer exited with {ended.get('exitCode')}"
+    if _LOAD_FAILED_PREFIX in message:
+        return c.MODEL_LOAD_FAILED, message[message.index(_LOAD_FAILED_PREFIX):]
+    restarts = status.get("restartCount", 0)
+    return c.CRASH_LOOP, f"container {name} exited with {ended.get('exitCode')} ({restarts} restarts): {message}".rstrip(": ")
+
+
+def pod_issue(pods: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """Why serving pods are not ready, read from the pods: (reason, message), or None.
+
+    Unschedulable, a missing image, a failed model download (the storage initializer's
+    termination message), a model that failed to load, a crash loop. The first pod with an
+    issue speaks for all.
+    """
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or ():
+            if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+                return c.UNSCHEDULABLE, cond.get("message", "no node fits the pod")
+        for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
+            for container in status.get(key) or ():
+                issue = _container_issue(container, init)
+                if issue:
+                    return issue
+    return None
+
+
 def _conditions(observed: Observed, counts: Mapping[str, int]) -> list[dict[str, Any]]:
     gen, dep = observed.generation, observed.deployment
     invalid = bool(observed.problems)
@@ -86,12 +133,15 @@ def _conditions(observed: Observed, counts: Mapping[str, int]) -> list[dict[str,
     ]
 
     serving = f"{counts['readyReplicas']} of {counts['desiredReplicas']} pods have the model loaded"
+    issue = pod_issue(observed.pods)
     if dep is None:
         available = condition(c.AVAILABLE, c.FALSE, c.DEPLOYMENT_MISSING, "no serving Deployment yet", gen)
     elif counts["desiredReplicas"] == 0:
         available = condition(c.AVAILABLE, c.FALSE, c.SCALED_TO_ZERO, "replicas is 0", gen)
     elif counts["readyReplicas"] > 0 and _deployment_condition(dep, "Available").get("status") == c.TRUE:
         available = condition(c.AVAILABLE, c.TRUE, c.MINIMUM_REPLICAS_AVAILABLE, serving, gen)
+    elif issue:
+        available = condition(c.AVAILABLE, c.FALSE, issue[0], f"{serving}; {issue[1]}", gen)
     else:
         available = condition(c.AVAILABLE, c.FALSE, c.MINIMUM_REPLICAS_UNAVAILABLE, serving, gen)
     out.append(available)
@@ -119,6 +169,9 @@ def _conditions(observed: Observed, counts: Mapping[str, int]) -> list[dict[str,
         ready = condition(c.READY, c.FALSE, c.SPEC_INVALID, f"the latest spec is invalid{keeps}", gen)
     elif available["status"] != c.TRUE:
         ready = condition(c.READY, c.FALSE, available["reason"], available["message"], gen)
+    elif (progressing["status"] == c.TRUE or progressing["reason"] == c.PROGRESS_DEADLINE_EXCEEDED) and issue:
+        # A new revision that cannot serve: the old one keeps the traffic, the reason is shown.
+        ready = condition(c.READY, c.FALSE, issue[0], f"the new revision is not serving: {issue[1]}", gen)
     elif progressing["status"] == c.TRUE or progressing["reason"] == c.PROGRESS_DEADLINE_EXCEEDED:
         ready = condition(c.READY, c.FALSE, progressing["reason"], progressing["message"], gen)
     else:

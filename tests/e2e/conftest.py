@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-from support import wait_for
+from support import OPERATOR_NS, ROOT, wait_for
 
 try:
     from kubernetes import client, config
@@ -227,3 +228,31 @@ def testserver_image() -> str:
 @pytest.fixture(scope="session")
 def operator_image() -> str:
     return OPERATOR_IMAGE
+
+
+# -- the operator, installed from manifests/ ----------------------------------------------
+
+MANIFESTS = ROOT / "manifests" / "operator.yaml"
+
+
+@pytest.fixture(scope="module")
+def installed_operator(kube, kube_api: KubeApi, crd: dict, operator_image: str) -> Iterator[None]:
+    """manifests/operator.yaml applied (with the image under test); removed after the module
+    so that no other test module meets a second operator."""
+    from modeldeploy.k8s import ApiError
+
+    docs = [doc for doc in yaml.safe_load_all(MANIFESTS.read_text()) if doc]
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["spec"]["containers"][0]["image"] = operator_image
+        kube.apply(doc)
+    kube_api.wait_deployment_available(OPERATOR_NS, "modeldeploy-operator", timeout=180)
+    yield
+    for doc in reversed(docs):
+        meta = doc["metadata"]
+        try:
+            kube.delete(doc["apiVersion"], doc["kind"], meta.get("namespace"), meta["name"])
+        except ApiError:
+            pass  # best effort
+    wait_for(lambda: not kube.list("v1", "Pod", OPERATOR_NS, {"app.kubernetes.io/component": "operator"}),
+             120, what="operator pods gone")

@@ -10,48 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
 from modeldeploy.api import conditions as c
 from modeldeploy.api.crd import API_VERSION, KIND
-from modeldeploy.k8s import ApiError, Kube
+from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
-from support import MODEL_CLAIM, ROOT, condition, make_model_claim, wait_for
+from support import MODEL_CLAIM, OPERATOR_NS, condition, make_model_claim, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
-
-MANIFESTS = ROOT / "manifests" / "operator.yaml"
-OPERATOR_NS = "modeldeploy-system"
-OPERATOR_SELECTOR = "app.kubernetes.io/name=modeldeploy,app.kubernetes.io/component=operator"
-
-
-def manifests() -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(Path(MANIFESTS).read_text()) if doc]
-
-
-@pytest.fixture(scope="module")
-def installed_operator(kube: Kube, kube_api, crd: dict, operator_image: str) -> Iterator[None]:
-    """manifests/operator.yaml applied (with the image under test); removed afterwards so
-    that no other test module meets a second operator."""
-    docs = manifests()
-    for doc in docs:
-        if doc["kind"] == "Deployment":
-            doc["spec"]["template"]["spec"]["containers"][0]["image"] = operator_image
-        kube.apply(doc)
-    kube_api.wait_deployment_available(OPERATOR_NS, "modeldeploy-operator", timeout=180)
-    yield
-    for doc in reversed(docs):
-        meta = doc["metadata"]
-        try:
-            kube.delete(doc["apiVersion"], doc["kind"], meta.get("namespace"), meta["name"])
-        except ApiError:
-            pass  # best effort
-    wait_for(lambda: not kube.list("v1", "Pod", OPERATOR_NS, {"app.kubernetes.io/component": "operator"}),
-             120, what="operator pods gone")
-
 
 @pytest.fixture(scope="module")
 def claim(kube: Kube, namespace: str) -> Iterator[str]:

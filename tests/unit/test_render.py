@@ -115,3 +115,15 @@ def test_service_targets_the_named_container_port(make_target):
 
 def test_rendering_is_deterministic(make_target):
     assert render_children(make_target()) == render_children(make_target())
+
+
+def test_storage_initializer_gets_credentials_only_from_the_secret(make_target):
+    model = {"uri": "s3://models/iris", "format": "sklearn", "secretName": "s3-creds",
+             "endpoint": "http://minio.storage:9000", "downloadTimeoutSeconds": 90}
+    pod = render_deployment(make_target(model=model))["spec"]["template"]["spec"]
+    init = pod["initContainers"][0]
+    assert init["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    assert {e["name"]: e["value"] for e in init["env"]} == {
+        "MODEL_DOWNLOAD_TIMEOUT": "90", "AWS_ENDPOINT_URL": "http://minio.storage:9000"}
+    # The model server never sees the storage credentials.
+    assert "envFrom" not in pod["containers"][0]

@@ -28,3 +28,21 @@ def test_duplicate_and_unknown_keys_are_errors():
         RuntimeRegistry([Runtime("a", "i"), Runtime("a", "j")])
     with pytest.raises(ValueError, match="unknown keys"):
         Runtime.from_dict({"name": "a", "image": "i", "imgae": "typo"})
+
+
+def test_registry_file_is_reread_when_it_changes_and_survives_a_bad_edit(tmp_path):
+    import os
+
+    from modeldeploy.config import RegistryFile
+
+    path = tmp_path / "rt.yaml"
+    path.write_text("runtimes:\n- {name: a, image: i:1, formats: [sklearn]}\n")
+    source = RegistryFile(str(path))
+    assert source.registry.names == ["a"]
+    path.write_text("runtimes:\n- {name: a, image: i:1, formats: [sklearn]}\n- {name: triton, image: t:2, formats: [onnx]}\n")
+    os.utime(path, (1, 1))  # a new mtime even within the filesystem's timestamp resolution
+    assert source.registry.names == ["a", "triton"] and source.error is None
+    path.write_text("runtimes: [{name: broken}]\n")
+    os.utime(path, (2, 2))
+    assert source.registry.names == ["a", "triton"]
+    assert "keeping the previous one" in source.error

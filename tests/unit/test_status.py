@@ -152,3 +152,66 @@ def test_phase_is_derived_from_conditions(invalid, ready, progressing, ever, exp
         {"type": c.PROGRESSING, "status": prog_status, "reason": progressing},
     ]
     assert phase(cs, ever) == expected
+
+
+def pod(*, init=None, main=None, scheduled=None):
+    status = {"conditions": [scheduled] if scheduled else []}
+    if init:
+        status["initContainerStatuses"] = [{"name": "storage-initializer", **init}]
+    if main:
+        status["containerStatuses"] = [{"name": "model-server", "image": "x/y:1", **main}]
+    return {"status": status}
+
+
+FETCH_FAILED = {"state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "message": "ModelFetchFailed: s3://m/v9: No model found in v9.\n"}}}
+LOAD_FAILED = {"restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+               "lastState": {"terminated": {"exitCode": 1, "message": "Traceback...\nmodel failed to load: not an ONNX file"}}}
+
+
+@pytest.mark.parametrize(
+    "pods,reason,words",
+    [
+        ([pod(init=FETCH_FAILED)], c.MODEL_FETCH_FAILED, "No model found in v9."),
+        ([pod(init={"state": {"terminated": {"exitCode": 1, "message": "ModelFetchFailed: timed out after 600s"}}})],
+         c.MODEL_FETCH_FAILED, "timed out after 600s"),
+        ([pod(main=LOAD_FAILED)], c.MODEL_LOAD_FAILED, "model failed to load: not an ONNX file"),
+        ([pod(main={"restartCount": 4, "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}})], c.CRASH_LOOP, "OOMKilled"),
+        ([pod(main={"state": {"waiting": {"reason": "ErrImageNeverPull", "message": "image x/y:1 not present"}}})], c.IMAGE_MISSING, "x/y:1"),
+        ([pod(init={"state": {"waiting": {"reason": "ImagePullBackOff"}}})], c.IMAGE_MISSING, "storage-initializer"),
+        ([pod(scheduled={"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes: Insufficient nvidia.com/gpu"})],
+         c.UNSCHEDULABLE, "nvidia.com/gpu"),
+        ([pod(main={"state": {"running": {}}}), pod(init=FETCH_FAILED)], c.MODEL_FETCH_FAILED, "v9"),
+    ],
+)
+def test_pod_issues_are_named(pods, reason, words):
+    from modeldeploy.status import pod_issue
+
+    found = pod_issue(pods)
+    assert found is not None and found[0] == reason and words in found[1], found
+
+
+def test_healthy_pods_have_no_issue():
+    from modeldeploy.status import pod_issue
+
+    assert pod_issue([pod(init={"state": {"terminated": {"exitCode": 0}}}, main={"state": {"running": {}}})]) is None
+
+
+def test_fetch_failure_on_first_rollout_is_the_not_ready_reason():
+    dep = deployment(ready=0, available=0, available_cond="False", progressing_reason="ReplicaSetUpdated")
+    status = compute_status({}, Observed(generation=1, deployment=dep, pods=[pod(init=FETCH_FAILED)]), T0)
+    assert conds(status)[c.AVAILABLE]["reason"] == c.MODEL_FETCH_FAILED
+    assert conds(status)[c.READY]["reason"] == c.MODEL_FETCH_FAILED
+    assert "No model found" in conds(status)[c.READY]["message"]
+    events = transitions({}, status)
+    assert any(e.type == "Warning" and e.reason == c.MODEL_FETCH_FAILED for e in events)
+
+
+def test_broken_new_revision_while_old_one_serves():
+    serving = compute_status({}, Observed(generation=1, deployment=deployment(uri="s3://m/v1", version="v1")), T0)
+    rolling = deployment(updated=1, total=3, ready=2, uri="s3://m/v2", version="v2", progressing_reason="ReplicaSetUpdated")
+    status = compute_status(serving, Observed(generation=2, deployment=rolling, pods=[pod(main=LOAD_FAILED)]), T1)
+    assert conds(status)[c.AVAILABLE]["status"] == c.TRUE
+    assert conds(status)[c.READY]["reason"] == c.MODEL_LOAD_FAILED
+    assert "new revision" in conds(status)[c.READY]["message"]
+    assert status["model"]["version"] == "v1"

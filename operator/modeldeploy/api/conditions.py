@@ -24,6 +24,13 @@ MINIMUM_REPLICAS_UNAVAILABLE = "MinimumReplicasUnavailable"
 SCALED_TO_ZERO = "ScaledToZero"
 DEPLOYMENT_MISSING = "DeploymentMissing"
 
+# Why pods are not serving, read from the pods themselves (Available, Ready).
+MODEL_FETCH_FAILED = "ModelFetchFailed"
+MODEL_LOAD_FAILED = "ModelLoadFailed"
+IMAGE_MISSING = "ImageMissing"
+CRASH_LOOP = "CrashLoop"
+UNSCHEDULABLE = "Unschedulable"
+
 # Progressing reasons.
 ROLLOUT_IN_PROGRESS = "RolloutInProgress"
 ROLLOUT_COMPLETE = "RolloutComplete"

@@ -84,6 +84,30 @@ class ModelSource(Model):
         max_length=63,
         description="Free-form version label shown in status and `kubectl get md` (e.g. v3).",
     )
+    secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description=(
+            "Secret in the same namespace whose keys become environment variables of the "
+            "storage initializer: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, "
+            "AWS_DEFAULT_REGION for s3://; GOOGLE_APPLICATION_CREDENTIALS for gs://; HF_TOKEN "
+            "for hf://."
+        ),
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Endpoint of an S3-compatible store (MinIO, Ceph, ...), e.g. http://minio.storage:9000.",
+    )
+    download_timeout_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=86400,
+        description=(
+            "Total time the storage initializer may spend downloading, retries included; "
+            "past it the pod reports ModelFetchFailed instead of hanging."
+        ),
+    )
 
 
 class EnvVar(Model):

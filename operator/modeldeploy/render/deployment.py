@@ -34,14 +34,25 @@ def model_location(target: Target) -> tuple[list[dict[str, Any]], str, bool]:
 
 
 def _storage_initializer(target: Target) -> dict[str, Any]:
-    return {
+    model = target.spec.model
+    env = [{"name": "MODEL_DOWNLOAD_TIMEOUT", "value": str(model.download_timeout_seconds)}]
+    if model.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": model.endpoint})
+    container: dict[str, Any] = {
         "name": INITIALIZER_CONTAINER,
         "image": target.storage_initializer_image,
         "imagePullPolicy": "IfNotPresent",
-        "args": [target.spec.model.uri, MODEL_MOUNT],
+        "args": [model.uri, MODEL_MOUNT],
+        "env": env,
         "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT}],
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
+        # Its last line (ModelFetchFailed: ...) becomes the pod's termination message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if model.secret_name:
+        # Credentials only ever come from a Secret, never from the spec itself.
+        container["envFrom"] = [{"secretRef": {"name": model.secret_name}}]
+    return container
 
 
 def _resources(target: Target) -> dict[str, Any]:
@@ -88,6 +99,7 @@ def _server(target: Target, model_dir: str, mount_path: str) -> dict[str, Any]:
             "failureThreshold": 3,
         },
         "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": mount_path, "readOnly": True}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if runtime.command:
         container["command"] = list(runtime.command)

@@ -1,0 +1,43 @@
+"""The install manifests agree with the code they install."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modeldeploy.config import RegistryFile
+
+pytestmark = pytest.mark.packaging
+
+ROOT = Path(__file__).parents[2]
+
+
+def docs():
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all((ROOT / "manifests" / "operator.yaml").read_text()) if d}
+
+
+def test_runtimes_configmap_equals_the_package_default(tmp_path):
+    shipped = (ROOT / "operator" / "modeldeploy" / "runtimes.yaml").read_text()
+    configmap = docs()[("ConfigMap", "modeldeploy-runtimes")]
+    assert configmap["data"]["runtimes.yaml"] == shipped
+    path = tmp_path / "runtimes.yaml"
+    path.write_text(configmap["data"]["runtimes.yaml"])
+    assert RegistryFile(str(path)).registry.formats == ["lightgbm", "onnx", "sklearn", "xgboost"]
+
+
+def test_operator_reads_the_mounted_registry_and_may_read_what_it_watches():
+    manifests = docs()
+    pod = manifests[("Deployment", "modeldeploy-operator")]["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "runtimes")
+    assert args[args.index("--runtimes") + 1] == f"{mount['mountPath']}/runtimes.yaml"
+    rules = manifests[("ClusterRole", "modeldeploy-operator")]["rules"]
+    allowed = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    from modeldeploy.handlers import WATCHED
+
+    for selector in WATCHED:
+        group, plural = (selector[0], selector[2]) if len(selector) == 3 else ("", selector[1])
+        for verb in ("list", "watch"):
+            assert (group, plural, verb) in allowed, (group, plural, verb)
+    assert ("modeldeploy.io", "modeldeployments", "patch") not in allowed  # never the user's spec
+    assert ("modeldeploy.io", "modeldeployments/status", "patch") in allowed
