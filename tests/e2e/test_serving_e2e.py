@@ -223,3 +223,19 @@ def test_broken_update_never_takes_traffic(kube, namespace, deployed, models):
     slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", namespace, {"kubernetes.io/service-name": name})
     ready = [e for s in slices for e in s.get("endpoints") or () if (e.get("conditions") or {}).get("ready")]
     assert len(ready) == 1
+
+
+@pytest.mark.parametrize(
+    "name,spec,reason,words",
+    [
+        ("no-image", {"runtime": {"image": "modeldeploy/no-such-image:0.0.0"}}, c.IMAGE_MISSING, "no-such-image"),
+        ("no-gpu", {"resources": {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}}}, c.UNSCHEDULABLE, "nvidia.com/gpu"),
+    ],
+)
+def test_pods_that_cannot_run_say_why(kube, namespace, installed_operator, s3, models, name, spec, reason, words):
+    body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
+            "spec": {"model": {"uri": model_dir(models, "sklearn"), "format": "sklearn", "secretName": SECRET, "endpoint": s3},
+                     **spec}}
+    kube.request("POST", collection_path(API_VERSION, KIND, namespace), body=body)
+    md = wait_condition(kube, namespace, name, c.READY, "False", reason, timeout=120)
+    assert words in condition(md, c.READY)["message"]
