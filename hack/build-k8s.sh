@@ -96,11 +96,13 @@ go_install() {  # bin-dir name module@version
 }
 
 main() {
+  local start=$SECONDS
   build_env
   build_k8s
   build_etcd
   go_install "$COREDNS_BIN" coredns "github.com/coredns/coredns@$COREDNS_VERSION"
   go_install "$HELM_BIN" helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  log "cluster binaries ready in $((SECONDS - start))s (cached under $MD_CACHE/bin)"
   echo "$CLUSTER_PATH"
 }
 

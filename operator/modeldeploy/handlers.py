@@ -32,7 +32,7 @@ WATCHED: tuple[tuple[str, ...], ...] = (
 MANAGED = f"{labels.MANAGED_BY}={labels.MANAGER}"
 
 
-class Runtime:
+class Operator:
     """What every handler shares, kept in Kopf's memo rather than in module globals."""
 
     def __init__(self, config: OperatorConfig, kube: Kube):
@@ -82,7 +82,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     for selector in WATCHED:
         settings.watching.label_selectors[selector] = MANAGED
     config = memo.get("config") or OperatorConfig.from_env()
-    memo["runtime"] = Runtime(config, Kube.from_environment(config.field_manager))
+    memo["operator"] = Operator(config, Kube.from_environment(config.field_manager))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -90,7 +90,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile_modeldeployment(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     try:
-        memo["runtime"].reconcile(body["metadata"]["namespace"], body["metadata"]["name"])
+        memo["operator"].reconcile(body["metadata"]["namespace"], body["metadata"]["name"])
     except (ApiError, ReconcileError) as err:
         raise kopf.TemporaryError(str(err), delay=min(2 ** retry, MAX_BACKOFF)) from err
 
@@ -104,7 +104,7 @@ def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_
         return
     namespace = meta["namespace"]
     try:
-        memo["runtime"].reconcile(namespace, owner)
+        memo["operator"].reconcile(namespace, owner)
     except (ApiError, ReconcileError) as err:
         # The ModelDeployment's own handler retries with backoff; status already says why.
         logger.warning("reconciling %s/%s after a change to %s failed: %s", namespace, owner, meta["name"], err)
