@@ -105,8 +105,11 @@ start_daemon() {
 wait_daemon() {
   local name=$1 timeout=$2 deadline=$((SECONDS + $2))
   shift 2
+  local pid; pid=$(<"$RUN_DIR/$name.pid")
   until "$@" >/dev/null 2>&1; do
-    if ! pid_of "$name" >/dev/null; then
+    # By pid, not pid_of: right after the fork, before exec, the child's cmdline is still
+    # this script's, and a loaded machine makes that window long enough to be seen.
+    if pid_gone "$pid"; then
       tail -n 30 "$LOG_DIR/$name.log" >&2; die "$name exited; log: $LOG_DIR/$name.log"
     fi
     if ((SECONDS >= deadline)); then
