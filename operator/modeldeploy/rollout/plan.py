@@ -1,0 +1,157 @@
+"""The rollout state machine.
+
+Phases: Progressing → (Paused) → Promoting → Succeeded, or RolledBack (analysis failed
+``threshold`` times, or aborted) or Failed (a step did not complete within the progress
+deadline). Traffic returns to stable (weight 0) at once on RolledBack and Failed.
+
+Every input that can repeat is made idempotent through the state: a verdict is counted
+only if it is newer than the last one counted, a promote token only if it differs from the
+last one handled, so re-running ``plan`` after a restart never repeats or skips a step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import Enum
+
+from ..analysis import Outcome
+from .steps import Pause, SetWeight, Step
+
+
+class Phase(str, Enum):
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTING = "Promoting"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+TERMINAL = (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED)
+
+
+@dataclass(frozen=True)
+class IntervalResult:
+    """The analysis verdict of one interval that ended at ``at`` (epoch seconds)."""
+
+    outcome: Outcome
+    at: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the user asked for, declaratively (spec fields or annotations)."""
+
+    paused: bool = False
+    abort: bool = False
+    promote: str | None = None  # a new token skips the current step
+    promote_full: str | None = None  # a new token promotes at once
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """Persisted in status between passes."""
+
+    phase: Phase = Phase.PROGRESSING
+    step: int = 0
+    step_started: float | None = None  # None: the step waits for the canary to be ready
+    weight: int = 0
+    failed_checks: int = 0
+    last_verdict_at: float | None = None
+    step_passed: bool = False  # the current SetWeight step had a passing interval
+    paused_at: float | None = None
+    promote: str | None = None
+    promote_full: str | None = None
+    message: str = ""
+
+
+def _advance(state: RolloutState, steps: list[Step], now: float, why: str) -> RolloutState:
+    nxt = state.step + 1
+    if nxt >= len(steps):
+        return dataclasses.replace(
+            state, phase=Phase.PROMOTING, step=len(steps), weight=100, step_started=now,
+            step_passed=False, message=f"{why}; all steps done, promoting the canary",
+        )
+    weight = steps[nxt].weight if isinstance(steps[nxt], SetWeight) else state.weight
+    return dataclasses.replace(
+        state, step=nxt, step_started=now, weight=weight, step_passed=False, message=f"{why}; step {nxt + 1} of {len(steps)}",
+    )
+
+
+def plan(
+    steps: list[Step],
+    state: RolloutState,
+    *,
+    now: float,
+    canary_ready: bool,
+    verdict: IntervalResult | None = None,
+    controls: Controls = Controls(),
+    threshold: int = 1,
+    analysis: bool = True,
+    progress_deadline: float = 600,
+    promoted: bool = False,
+) -> RolloutState:
+    """The next state. ``promoted``: the caller finished making the canary the stable."""
+    if state.phase in TERMINAL:
+        return state
+    if state.phase == Phase.PROMOTING:
+        return dataclasses.replace(state, phase=Phase.SUCCEEDED, message="canary promoted to stable") if promoted else state
+
+    if controls.abort:
+        return dataclasses.replace(state, phase=Phase.ROLLED_BACK, weight=0, message="aborted: traffic returned to stable")
+    if controls.promote_full and controls.promote_full != state.promote_full:
+        state = dataclasses.replace(state, promote_full=controls.promote_full)
+        return dataclasses.replace(
+            state, phase=Phase.PROMOTING, step=len(steps), weight=100, step_started=now, message="promoted by the user"
+        )
+
+    # Analysis runs at every step once the canary takes traffic; failures add up.
+    if verdict is not None and (state.last_verdict_at is None or verdict.at > state.last_verdict_at):
+        state = dataclasses.replace(state, last_verdict_at=verdict.at)
+        if verdict.outcome == Outcome.FAILURE:
+            failed = state.failed_checks + 1
+            state = dataclasses.replace(state, failed_checks=failed, message=f"analysis failed ({failed}/{threshold}): {verdict.message}")
+            if failed >= threshold:
+                return dataclasses.replace(
+                    state, phase=Phase.ROLLED_BACK, weight=0,
+                    message=f"rolled back: analysis failed {failed} times: {verdict.message}",
+                )
+        elif verdict.outcome == Outcome.SUCCESS and state.step_started is not None and verdict.at >= state.step_started:
+            state = dataclasses.replace(state, step_passed=True)
+
+    if controls.paused:
+        if state.phase != Phase.PAUSED:
+            state = dataclasses.replace(state, phase=Phase.PAUSED, paused_at=now, message="paused by the user")
+        return state
+    if state.phase == Phase.PAUSED:
+        # Time spent paused does not count against the step.
+        shift = now - (state.paused_at or now)
+        started = state.step_started + shift if state.step_started is not None else None
+        state = dataclasses.replace(state, phase=Phase.PROGRESSING, paused_at=None, step_started=started, message="resumed")
+
+    if state.step_started is None:
+        if not canary_ready:
+            return dataclasses.replace(state, weight=0, message="waiting for the canary pods to load the model")
+        first = steps[state.step] if state.step < len(steps) else None
+        weight = first.weight if isinstance(first, SetWeight) else state.weight
+        state = dataclasses.replace(state, step_started=now, weight=weight, message=f"step {state.step + 1} of {len(steps)}")
+
+    if controls.promote and controls.promote != state.promote:
+        return _advance(dataclasses.replace(state, promote=controls.promote), steps, now, "step skipped by the user")
+
+    step = steps[state.step]
+    elapsed = now - state.step_started  # type: ignore[operator]
+    if isinstance(step, SetWeight):
+        if not analysis or state.step_passed:
+            return _advance(state, steps, now, f"weight {step.weight}% passed analysis" if analysis else f"weight {step.weight}% set")
+        if elapsed > progress_deadline:
+            return dataclasses.replace(
+                state, phase=Phase.FAILED, weight=0,
+                message=f"no passing analysis at weight {step.weight}% within {progress_deadline:.0f}s",
+            )
+        return state
+    if isinstance(step, Pause) and step.seconds is not None and elapsed >= step.seconds:
+        return _advance(state, steps, now, f"paused {step.seconds:.0f}s")
+    return state
