@@ -77,6 +77,12 @@ def unique(prefix: str) -> str:
         ({"autoscaling": {"maxReplicas": 2, "metric": "rps"}}, "target is required when metric is rps"),
         ({"model": {"uri": "no-scheme"}}, "spec.model.uri"),
         ({"resources": {"limits": {"cpu": "lots"}}}, "spec.resources.limits"),
+        ({"rollout": {"steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 20}]}}, "setWeight steps must be in ascending order"),
+        ({"rollout": {"steps": [{"setWeight": 10, "pause": {"duration": "1m"}}]}}, "a step is either setWeight or pause"),
+        ({"rollout": {"steps": [{"setWeight": 101}]}}, "spec.rollout.steps[0].setWeight"),
+        ({"rollout": {"stepWeight": 60, "maxWeight": 50}}, "stepWeight must not exceed maxWeight"),
+        ({"traffic": {"provider": "linkerd"}}, "spec.traffic.provider"),
+        ({"canary": {"replicas": 2}}, "a canary changes the model, the runtime or both"),
     ],
 )
 def test_api_server_rejects_invalid_specs(kube, namespace, spec, words):

@@ -43,6 +43,8 @@ def test_schema_is_structural():
             continue
         assert "anyOf" not in node, path
         assert "type" in node, path
+        for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+            assert isinstance(node.get(bound, False), bool), f"{path}.{bound} must be a flag (OpenAPI v3.0)"
         if path.startswith(("$.spec", "$.status")) and not path.endswith(("[]", "{}")):
             assert node.get("description"), f"{path} has no description"
 

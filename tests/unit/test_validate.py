@@ -24,7 +24,7 @@ INVALID = [
     ("not a quantity", "iris", {"model": S3, "resources": {"limits": {"cpu": "two"}}}, "spec.resources.limits[cpu]", ["not a Kubernetes quantity"]),
     ("negative quantity", "iris", {"model": S3, "resources": {"requests": {"cpu": "-1"}}}, "spec.resources.requests[cpu]", ["negative"]),
     ("name too long", "m" * (MAX_NAME_LENGTH + 1), {"model": S3}, "metadata.name", [str(MAX_NAME_LENGTH)]),
-    ("reserved field", "iris", {"model": S3, "canary": {"model": S3}}, "spec.canary", ["not supported"]),
+    ("rollouts not acted on yet", "iris", {"model": S3, "canary": {"model": S3}, "rollout": {"stepWeight": 10}}, "spec.canary", ["not supported"]),
     ("pvc without path", "iris", {"model": {"uri": "pvc://claim", "format": "sklearn"}}, "spec.model.uri", ["pvc://CLAIM/PATH"]),
     ("s3 without bucket", "iris", {"model": {"uri": "s3:///path", "format": "sklearn"}}, "spec.model.uri", ["BUCKET"]),
     ("unknown field", "iris", {"model": S3, "replica": 3}, "spec.replica", ["not permitted"]),

@@ -23,6 +23,7 @@ CATEGORIES = ["ml"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
 _DROP = {"title", "$defs", "additionalProperties"}
+_EXCLUSIVE = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}
 
 
 def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +60,10 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out[key] = structural(value, defs)
         elif key == "description":
             out[key] = " ".join(value.split())
+        elif key in _EXCLUSIVE and not isinstance(value, bool):
+            # JSON Schema 2020 states exclusive bounds as numbers; OpenAPI v3.0 as a flag.
+            out[_EXCLUSIVE[key]] = value
+            out[key] = True
         else:
             out[key] = value
     extra = node.get("additionalProperties")

@@ -215,6 +215,125 @@ class PodMetadata(Model):
 
 
 RESERVED_NOTE = "Reserved for a later version of the API; setting it today is reported as InvalidSpec."
+NOT_YET = (
+    "The operator validates it but does not act on it yet: a spec that sets it is reported "
+    "as InvalidSpec until weighted rollouts ship."
+)
+DURATION_PATTERN = r"^[0-9]+(s|m|h)$"
+
+
+class CanaryVariant(Model):
+    """The new variant of a weighted rollout: what differs from the stable one."""
+
+    model_config = crd_rules(cel("has(self.model) || has(self.runtime)", "a canary changes the model, the runtime or both"))
+
+    model: ModelSource | None = Field(default=None, description="The canary's model (default: stable's).")
+    runtime: RuntimeSpec | None = Field(default=None, description="The canary's runtime (default: stable's).")
+    replicas: int | None = Field(default=None, ge=1, description="Canary pods (default: as many as stable).")
+
+
+class PauseStep(Model):
+    """Hold the current weight."""
+
+    duration: str | None = Field(
+        default=None, pattern=DURATION_PATTERN,
+        description="How long, e.g. 30s, 5m, 1h; without it, until promoted.",
+    )
+
+
+class RolloutStep(Model):
+    """One step: set the canary weight, or pause."""
+
+    model_config = crd_rules(cel("has(self.setWeight) != has(self.pause)", "a step is either setWeight or pause"))
+
+    set_weight: int | None = Field(default=None, ge=0, le=100, description="Percent of requests for the canary.")
+    pause: PauseStep | None = Field(default=None, description=PauseStep.__doc__)
+
+
+class LatencyCheck(Model):
+    """A latency quantile of the canary's requests must stay under a bound."""
+
+    quantile: float = Field(default=0.99, gt=0, lt=1, description="Quantile, e.g. 0.99.")
+    max_seconds: float = Field(gt=0, description="Upper bound of that quantile, in seconds.")
+
+
+class PrometheusCheck(Model):
+    """A custom query against a Prometheus server; its scalar result must stay in bounds."""
+
+    name: str = Field(min_length=1, max_length=63, description="Name shown in status.")
+    query: str = Field(min_length=1, description="PromQL; {{ canary }} and {{ namespace }} are filled in.")
+    min: float | None = Field(default=None, description="Lowest passing value.")
+    max: float | None = Field(default=None, description="Highest passing value.")
+
+
+class Analysis(Model):
+    """Judges the canary every interval from the model servers' own /metrics (no Prometheus
+    needed), plus custom Prometheus queries when a URL is given."""
+
+    interval: str = Field(default="30s", pattern=DURATION_PATTERN, description="Length of one analysis interval (at least 10s).")
+    threshold: int = Field(default=1, ge=1, le=100, description="Failed intervals before rolling back.")
+    min_requests: int = Field(default=20, ge=0, description="Fewer canary requests make an interval inconclusive.")
+    success_rate: float | None = Field(
+        default=0.99, ge=0, le=1, description="Lowest share of canary requests answered without a 5xx."
+    )
+    latency: LatencyCheck | None = Field(default=None, description=LatencyCheck.__doc__)
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://", description="Prometheus for custom checks.")
+    prometheus_checks: list[PrometheusCheck] | None = Field(default=None, max_length=20, description="Custom checks.")
+
+
+class RolloutPolicy(Model):
+    """How a new model reaches all traffic: steps (or stepWeight/maxWeight), analysis,
+    and declarative controls a GitOps repo or a kubectl plugin can set."""
+
+    model_config = crd_rules(
+        cel("!(has(self.steps) && has(self.stepWeight))", "use either steps or stepWeight/maxWeight"),
+        cel(
+            "!has(self.steps) || self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+            "setWeight steps must be in ascending order",
+        ),
+        cel("!has(self.stepWeight) || !has(self.maxWeight) || self.stepWeight <= self.maxWeight", "stepWeight must not exceed maxWeight"),
+    )
+
+    steps: list[RolloutStep] | None = Field(default=None, max_length=50, description="Explicit steps.")
+    step_weight: int | None = Field(default=None, ge=1, le=100, description="Weight added each passing interval.")
+    max_weight: int | None = Field(default=None, ge=1, le=100, description="Last weight before promotion (default 100).")
+    analysis: Analysis | None = Field(default=None, description=Analysis.__doc__)
+    paused: bool = Field(default=False, description="Hold the rollout where it is.")
+    abort: bool = Field(default=False, description="Return all traffic to stable and stop the rollout.")
+    progress_deadline_seconds: int = Field(
+        default=600, ge=30, description="A step that cannot complete within this fails the rollout."
+    )
+
+
+class HeaderMatch(Model):
+    """Requests whose header (or cookie) has this value always go to the canary."""
+
+    name: str = Field(min_length=1, max_length=256, description="Header or cookie name.")
+    value: str = Field(max_length=1024, description="Exact value.")
+
+
+class TrafficMatch(Model):
+    """One A/B rule."""
+
+    model_config = crd_rules(cel("has(self.header) != has(self.cookie)", "a match is either header or cookie"))
+
+    header: HeaderMatch | None = Field(default=None, description="Match a request header.")
+    cookie: HeaderMatch | None = Field(default=None, description="Match a cookie.")
+
+
+class TrafficPolicy(Model):
+    """How traffic is split between stable and canary."""
+
+    provider: Literal["router", "replicas", "gateway-api", "istio"] = Field(
+        default="router",
+        description=(
+            "router: an operator-managed nginx with an exact split (no mesh needed); replicas: "
+            "weight by pod ratio (approximate, reported honestly); gateway-api: an HTTPRoute; "
+            "istio: a VirtualService."
+        ),
+    )
+    match: list[TrafficMatch] | None = Field(default=None, max_length=16, description="A/B rules.")
+    mirror: bool = Field(default=False, description="Copy every request to the canary; clients see stable's answers.")
 
 
 class ModelDeploymentSpec(Model):
@@ -240,15 +359,9 @@ class ModelDeploymentSpec(Model):
         default=None, description="Secrets for pulling the runtime images."
     )
     pod_metadata: PodMetadata | None = Field(default=None, description=PodMetadata.__doc__)
-    canary: PassThrough | None = Field(
-        default=None, description=f"The canary variant of a weighted rollout. {RESERVED_NOTE}"
-    )
-    rollout: PassThrough | None = Field(
-        default=None, description=f"Rollout steps and analysis. {RESERVED_NOTE}"
-    )
-    traffic: PassThrough | None = Field(
-        default=None, description=f"Traffic provider and routing rules. {RESERVED_NOTE}"
-    )
+    canary: CanaryVariant | None = Field(default=None, description=f"{CanaryVariant.__doc__} {NOT_YET}")
+    rollout: RolloutPolicy | None = Field(default=None, description=f"{RolloutPolicy.__doc__} {NOT_YET}")
+    traffic: TrafficPolicy | None = Field(default=None, description=f"{TrafficPolicy.__doc__} {NOT_YET}")
     monitoring: PassThrough | None = Field(
         default=None, description=f"Prediction logging and drift monitoring. {RESERVED_NOTE}"
     )
