@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install test unit e2e lint crds run deploy undeploy cluster-up cluster-down cluster-status images load-images clean
+.PHONY: help install test unit e2e lint crds run deploy undeploy cluster-up cluster-down cluster-status images load-images bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ images: ## build every image locally (docker; base image made with debootstrap)
 
 load-images: ## import the images into the cluster (local containerd, or kind load)
 	bash hack/load-images.sh
+
+bench: install ## router overhead vs calling the model server directly (p50/p99, needs nginx)
+	$(VENV)/bin/python bench/router_overhead.py
 
 clean: ## remove the virtualenv and caches inside the checkout
 	rm -rf $(VENV) .pytest_cache build *.egg-info operator/*.egg-info

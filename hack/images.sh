@@ -5,6 +5,7 @@
 #   $MODEL_SERVER_IMAGE (modeldeploy/model-server:0.1.0) images/model-server
 #   $STORAGE_INITIALIZER_IMAGE (modeldeploy/storage-initializer:0.1.0) images/storage-initializer
 #   $S3_SERVER_IMAGE   (modeldeploy/s3-server:0.1.0)    images/s3-server (moto, for tests)
+#   $ROUTER_IMAGE      (modeldeploy/router:0.1.0)       images/router (nginx, canary traffic split)
 #   $OPERATOR_IMAGE    (modeldeploy/operator:0.1.0)     images/operator, repo root sources
 #   $COREDNS_IMAGE, $PAUSE_IMAGE                        scratch images of the built binaries
 # Starts dockerd when none answers (log: $DOCKERD_LOG). Load them into the cluster with
@@ -70,6 +71,7 @@ main() {
   step "$MODEL_SERVER_IMAGE" build_dir "$MODEL_SERVER_IMAGE" model-server
   step "$STORAGE_INITIALIZER_IMAGE" build_dir "$STORAGE_INITIALIZER_IMAGE" storage-initializer
   step "$S3_SERVER_IMAGE" build_dir "$S3_SERVER_IMAGE" s3-server
+  step "$ROUTER_IMAGE" build_dir "$ROUTER_IMAGE" router
   step "$OPERATOR_IMAGE" build_operator
   step "$PAUSE_IMAGE + $COREDNS_IMAGE" load_infra
   log "images built in $(since "$start"):"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian packages the local cluster and image builds need. Idempotent: asks
+# Install the Debian packages the local cluster, image builds and host-level tests need. Idempotent: asks
 # apt only when something is missing (one `apt-get update`, then one install).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -11,6 +11,7 @@ PACKAGES=(
   debootstrap ca-certificates                   # the local base image
   openssl curl                                  # certificates, health checks
   gcc libc6-dev                                 # the static pause binary
+  nginx-light                                   # the router's data plane, tested on the host
 )
 
 main() {

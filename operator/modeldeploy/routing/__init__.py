@@ -1,0 +1,10 @@
+"""Traffic routing between a stable and a canary model server.
+
+PURE like render/: a Route in, a config file out. Nothing here talks to the API.
+"""
+
+from __future__ import annotations
+
+from .router import Match, Route, render_nginx_conf
+
+__all__ = ["Match", "Route", "render_nginx_conf"]

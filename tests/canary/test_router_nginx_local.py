@@ -1,0 +1,359 @@
+"""The router's rendered nginx.conf, run by the real nginx on 127.0.0.1 (no cluster, no docker).
+
+Two stdlib HTTP servers stand in for the stable and canary model servers; each answers with
+its variant name and records what it received. Skipped with a message when the `nginx`
+binary is missing (Debian: `apt-get install -y nginx-light`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from modeldeploy.routing import Match, Route, render_nginx_conf
+from modeldeploy.routing.router import ROUTE_HEADER, VARIANT_HEADER
+from support import wait_for as _wait_for
+
+pytestmark = [pytest.mark.canary, pytest.mark.e2e]
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+if NGINX is None:
+    pytest.skip("no nginx binary: install it (Debian: apt-get install -y nginx-light) to run the router tests",
+                allow_module_level=True)
+
+def wait_for(check, timeout: float = 10, what: str = "condition"):
+    """support.wait_for, polling fast: nginx starts and reloads in milliseconds."""
+    return _wait_for(check, timeout, 0.02, what)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- model-server stand-ins
+
+
+class Backend:
+    """Answers every request with its variant name; records (method, headers, body digest)."""
+
+    def __init__(self, variant: str) -> None:
+        self.variant = variant
+        self.seen: list[tuple[str, dict[str, str], str, int]] = []
+        self._lock = threading.Lock()
+        backend = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keepalive with nginx's upstream pool
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                digest = hashlib.sha256(body).hexdigest()
+                with backend._lock:
+                    backend.seen.append((self.command, {k.lower(): v for k, v in self.headers.items()}, digest, len(body)))
+                out = backend.variant.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(out)))
+                self.send_header("X-Seen-Request-Id", self.headers.get("X-Request-Id", ""))
+                self.send_header("X-Body-Sha256", digest)
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def count(self, predicate: Callable[[tuple[str, dict[str, str], str, int]], bool] = lambda r: True) -> int:
+        with self._lock:
+            return sum(1 for r in self.seen if predicate(r))
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Router:
+    """nginx run in the foreground from a temp prefix, the way images/router runs it."""
+
+    def __init__(self, route: Route) -> None:
+        # Not pytest's tmp_path: when the tests run as root, nginx's workers run as nobody
+        # and must reach the prefix (temp files for large bodies).
+        self.prefix = Path(tempfile.mkdtemp(prefix="modeldeploy-router-"))
+        self.prefix.chmod(0o755)
+        self.route = route
+        self._write(route)
+        self.log = (self.prefix / "stdout.log").open("wb")
+        self.err = (self.prefix / "stderr.log").open("wb")
+        self.proc = subprocess.Popen(
+            [NGINX, *self._args(), "-g", f"daemon off; pid {self.prefix}/nginx.pid;"],
+            stdout=self.log, stderr=self.err,
+        )
+        self.wait_serving(route)
+
+    def _args(self) -> list[str]:
+        return ["-e", "stderr", "-p", f"{self.prefix}/", "-c", "nginx.conf"]
+
+    def _write(self, route: Route) -> None:
+        (self.prefix / "nginx.conf").write_text(render_nginx_conf(route))
+
+    @property
+    def port(self) -> int:
+        return self.route.port
+
+    def stderr(self) -> str:
+        return (self.prefix / "stderr.log").read_text(errors="replace")
+
+    def fingerprint(self) -> str | None:
+        assert self.proc.poll() is None, f"nginx exited {self.proc.returncode}:\n{self.stderr()}"
+        try:
+            status, headers, _ = request(self.port, "/healthz")
+        except OSError:
+            return None
+        return headers.get(ROUTE_HEADER) if status == 200 else None
+
+    def wait_serving(self, route: Route) -> None:
+        want = route.fingerprint()
+        wait_for(lambda: self.fingerprint() == want, what=f"nginx serving route {want}")
+
+    def reload(self, route: Route) -> None:
+        """Swap the file and `nginx -s reload`, like the image's reloader (after `nginx -t`)."""
+        self._write(route)
+        pid = ["-g", f"pid {self.prefix}/nginx.pid;"]
+        subprocess.run([NGINX, "-t", "-q", *self._args(), *pid], check=True, capture_output=True, timeout=30)
+        subprocess.run([NGINX, *self._args(), *pid, "-s", "reload"], check=True, capture_output=True, timeout=30)
+        self.route = route
+        self.wait_serving(route)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
+        self.err.close()
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+def request(port: int, path: str = "/", headers: dict[str, str] | None = None, body: bytes | None = None,
+            conn: http.client.HTTPConnection | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request; on a fresh connection unless `conn` (a keepalive one) is given."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST" if body is not None else "GET", path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        if own:
+            conn.close()
+
+
+def variants(port: int, ids: list[str | None], headers: dict[str, str] | None = None) -> list[str]:
+    """The variant that answered each request, checking the body agrees with the header."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    out = []
+    try:
+        for rid in ids:
+            h = dict(headers or {})
+            if rid is not None:
+                h["X-Request-Id"] = rid
+            status, resp_headers, body = request(port, "/v2/models/m/infer", h, conn=conn)
+            assert status == 200, (status, body)
+            assert resp_headers[VARIANT_HEADER] == body.decode(), resp_headers
+            out.append(body.decode())
+    finally:
+        conn.close()
+    return out
+
+
+def share(answers: list[str]) -> float:
+    return 100 * answers.count("canary") / len(answers)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def backends() -> Iterator[tuple[Backend, Backend]]:
+    stable, canary = Backend("stable"), Backend("canary")
+    yield stable, canary
+    stable.stop()
+    canary.stop()
+
+
+@pytest.fixture
+def start_router() -> Iterator[Callable[..., Router]]:
+    started: list[Router] = []
+
+    def start(stable: Backend, canary: Backend | None, **fields: object) -> Router:
+        route = Route(stable=stable.address, canary=canary.address if canary else None,
+                      address="127.0.0.1", port=free_port(), workers=1, **fields)
+        router = Router(route)
+        started.append(router)
+        return router
+
+    yield start
+    for router in started:
+        router.stop()
+
+
+IDS = [f"req-{i:05d}" for i in range(2000)]  # fixed ids: the hash split is deterministic for them
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_weight_20_splits_2000_requests_within_3_points(backends, start_router):
+    stable, canary = backends
+    router = start_router(stable, canary, weight=20)
+    answers = variants(router.port, IDS)
+    assert 17 <= share(answers) <= 23, share(answers)
+    assert stable.count() + canary.count() == len(IDS)
+    # Keyed on the id: the same id always lands on the same variant.
+    assert variants(router.port, IDS[:200]) == answers[:200]
+
+
+def test_generated_request_ids_split_and_reach_upstream(backends, start_router):
+    stable, canary = backends
+    router = start_router(stable, canary, weight=50)
+    answers = variants(router.port, [None] * 400)
+    assert 35 <= share(answers) <= 65, share(answers)  # 50% of 400 random ids: sigma is 2.5 points
+    seen = [h["x-request-id"] for b in (stable, canary) for _, h, _, _ in b.seen]
+    assert len(set(seen)) == 400 and all(len(i) == 32 and int(i, 16) >= 0 for i in seen), seen[:3]
+    # A client's own id is passed through unchanged, and echoed back.
+    _, headers, _ = request(router.port, "/", {"X-Request-Id": "client-id-1"})
+    assert headers["X-Seen-Request-Id"] == "client-id-1" and headers["X-Request-Id"] == "client-id-1"
+
+
+@pytest.mark.parametrize(("weight", "expected"), [(0, "stable"), (100, "canary")])
+def test_weight_0_and_100_send_everything_one_way(backends, start_router, weight, expected):
+    stable, canary = backends
+    router = start_router(stable, canary, weight=weight)
+    assert set(variants(router.port, IDS[:300])) == {expected}
+
+
+def test_header_and_cookie_match_win_over_the_split(backends, start_router):
+    stable, canary = backends
+    # "default" is a map keyword: the cookie value proves keys are escaped.
+    router = start_router(stable, canary, weight=20, header=Match("X-Canary", "yes"),
+                          cookie=Match("md_ab", "default"))
+    assert set(variants(router.port, IDS[:500], {"X-Canary": "yes"})) == {"canary"}
+    assert set(variants(router.port, IDS[:500], {"Cookie": "other=1; md_ab=default"})) == {"canary"}
+    plain = variants(router.port, IDS[:500])
+    assert set(variants(router.port, IDS[:500], {"X-Canary": "no", "Cookie": "md_ab=b"})) == set(plain)
+    assert plain.count("stable") > 300 and plain.count("canary") > 50
+
+
+def test_large_post_body_passes_through(backends, start_router):
+    stable, canary = backends
+    router = start_router(stable, None)
+    body = os.urandom(3 * 1024 * 1024)  # above client_body_buffer_size: nginx spools it to disk
+    status, headers, answer = request(router.port, "/v2/models/m/infer", {"Content-Type": "application/json"}, body)
+    assert status == 200 and answer == b"stable", (status, answer, router.stderr())
+    assert headers["X-Body-Sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_mirror_copies_every_request_to_canary_and_answers_from_stable(backends, start_router):
+    stable, canary = backends
+    router = start_router(stable, canary, mirror=True)
+    conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
+    bodies = [f'{{"inputs": [{i}]}}'.encode() for i in range(200)]
+    try:
+        for i, body in enumerate(bodies):
+            status, headers, answer = request(router.port, "/v2/models/m/infer", {"X-Request-Id": f"m-{i}"}, body, conn)
+            assert (status, answer, headers[VARIANT_HEADER]) == (200, b"stable", "stable")
+    finally:
+        conn.close()
+    wait_for(lambda: canary.count() >= len(bodies), what="the mirrored copies")
+    assert stable.count() == canary.count() == len(bodies)
+    copies = sorted((h["x-request-id"], digest, h.get("x-modeldeploy-mirror")) for _, h, digest, _ in canary.seen)
+    originals = sorted((h["x-request-id"], digest, "1") for _, h, digest, _ in stable.seen)
+    assert copies == originals
+
+
+def test_reload_to_weight_50_fails_no_request(backends, start_router):
+    stable, canary = backends
+    router = start_router(stable, canary, weight=20)
+    old = router.route.fingerprint()
+    failures: list[str] = []
+    seen_routes: list[str] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def loop() -> None:
+        for _ in range(5000):  # bounded even if the test body hangs
+            if stop.is_set():
+                return
+            try:
+                status, headers, _ = request(router.port, "/v2/models/m/infer", body=b"{}")
+                outcome = headers.get(ROUTE_HEADER, "") if status == 200 else f"status {status}"
+            except OSError as err:
+                outcome = f"{type(err).__name__}: {err}"
+            with lock:
+                (seen_routes if len(outcome) == 12 else failures).append(outcome)
+
+    threads = [threading.Thread(target=loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(seen_routes) >= 100, what="traffic before the reload")
+        new_route = Route(**{**router.route.__dict__, "weight": 50})
+        router.reload(new_route)
+        wait_for(lambda: seen_routes.count(new_route.fingerprint()) >= 100, what="traffic after the reload")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert failures == [], failures[:5]
+    assert set(seen_routes) == {old, new_route.fingerprint()}
+    assert 47 <= share(variants(router.port, IDS)) <= 53
+
+
+@pytest.mark.parametrize("fields", [
+    {"canary": None},
+    {"weight": 100},
+    {"cookie": Match("ab", "include"), "weight": 5},
+    {"header": Match("X-Model-Version", "v2"), "request_id_header": "X-Correlation-Id"},
+    {"mirror": True, "read_timeout_seconds": 600},
+    {"address": "::1", "port": 9443},
+    {"stable": "model-stable.ns.svc.cluster.local:8080", "canary": "model-canary.ns.svc.cluster.local:8080"},
+], ids=lambda f: ",".join(f))
+def test_nginx_accepts_every_kind_of_route(fields, tmp_path):
+    route = Route(**{"stable": "127.0.0.1:1", "canary": "127.0.0.1:2", **fields})
+    (tmp_path / "nginx.conf").write_text(render_nginx_conf(route))
+    # -t resolves upstream names: cluster DNS names are checked for syntax only.
+    if "svc.cluster.local" in route.stable:
+        conf = (tmp_path / "nginx.conf").read_text()
+        (tmp_path / "nginx.conf").write_text(conf.replace("model-stable.ns.svc.cluster.local", "localhost")
+                                             .replace("model-canary.ns.svc.cluster.local", "localhost"))
+    result = subprocess.run([NGINX, "-t", "-e", "stderr", "-p", f"{tmp_path}/", "-c", "nginx.conf",
+                             "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
