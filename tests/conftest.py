@@ -47,3 +47,13 @@ def crd(kube: Kube) -> dict:
 @pytest.fixture(scope="module")
 def model_claim(kube: Kube, namespace: str) -> Iterator[str]:
     yield from make_model_claim(kube, namespace)
+
+
+AREAS = {"core", "cluster", "serving", "canary", "packaging", "monitoring", "performance", "reliability"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test carries exactly one area marker, so `pytest -m AREA` selects whole areas."""
+    unmarked = [item.nodeid for item in items if len(AREAS & {m.name for m in item.iter_markers()}) != 1]
+    if unmarked:
+        raise pytest.UsageError("tests without exactly one area marker (" + ", ".join(sorted(AREAS)) + "):\n  " + "\n  ".join(unmarked))
