@@ -162,6 +162,7 @@ def _conditions(observed: Observed, counts: Mapping[str, int]) -> list[dict[str,
         progressing = condition(c.PROGRESSING, c.FALSE, c.ROLLOUT_COMPLETE, "all pods run the latest spec", gen)
     out.append(progressing)
 
+    unfinished = progressing["status"] == c.TRUE or progressing["reason"] == c.PROGRESS_DEADLINE_EXCEEDED
     if observed.apply_error:
         ready = condition(c.READY, c.FALSE, c.APPLY_FAILED, observed.apply_error, gen)
     elif invalid:
@@ -169,10 +170,10 @@ def _conditions(observed: Observed, counts: Mapping[str, int]) -> list[dict[str,
         ready = condition(c.READY, c.FALSE, c.SPEC_INVALID, f"the latest spec is invalid{keeps}", gen)
     elif available["status"] != c.TRUE:
         ready = condition(c.READY, c.FALSE, available["reason"], available["message"], gen)
-    elif (progressing["status"] == c.TRUE or progressing["reason"] == c.PROGRESS_DEADLINE_EXCEEDED) and issue:
+    elif unfinished and issue:
         # A new revision that cannot serve: the old one keeps the traffic, the reason is shown.
         ready = condition(c.READY, c.FALSE, issue[0], f"the new revision is not serving: {issue[1]}", gen)
-    elif progressing["status"] == c.TRUE or progressing["reason"] == c.PROGRESS_DEADLINE_EXCEEDED:
+    elif unfinished:
         ready = condition(c.READY, c.FALSE, progressing["reason"], progressing["message"], gen)
     else:
         ready = condition(c.READY, c.TRUE, c.SERVING, serving, gen)
