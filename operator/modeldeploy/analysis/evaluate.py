@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from ..routing.shares import percent
 from .metrics import Snapshot
 
 SERVER_ERRORS = "5xx"
@@ -177,6 +178,4 @@ def effective_weight(stable: Snapshot, canary: Snapshot) -> int | None:
     """
     canary_count = request_count(canary)
     total = request_count(stable) + canary_count
-    if total == 0:
-        return None
-    return (200 * canary_count + total) // (2 * total)
+    return None if total == 0 else percent(canary_count, total)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .shares import percent
+
 
 @dataclass(frozen=True)
 class ReplicaSplit:
@@ -20,8 +22,7 @@ class ReplicaSplit:
     @property
     def weight(self) -> int:
         """The canary's share of pods in percent, rounded half up."""
-        total = self.stable + self.canary
-        return 0 if total == 0 else (200 * self.canary + total) // (2 * total)
+        return percent(self.canary, self.stable + self.canary)
 
 
 def split_replicas(total: int, weight: int) -> ReplicaSplit:
