@@ -41,3 +41,13 @@ def test_operator_reads_the_mounted_registry_and_may_read_what_it_watches():
             assert (group, plural, verb) in allowed, (group, plural, verb)
     assert ("modeldeploy.io", "modeldeployments", "patch") not in allowed  # never the user's spec
     assert ("modeldeploy.io", "modeldeployments/status", "patch") in allowed
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_valid_modeldeployments(path):
+    from modeldeploy.api.validate import validate
+    from modeldeploy.config import load_registry
+
+    doc = yaml.safe_load(path.read_text())
+    validated, problems = validate(doc["metadata"]["name"], doc["spec"], load_registry())
+    assert problems == [] and validated is not None
