@@ -20,12 +20,14 @@ from .analysis.window import Measure, Scrape, judge, measure
 from .api import conditions as c
 from .api.spec import ModelDeploymentSpec
 from .k8s import Kube
-from .k8s.scrape import scrape_pods
+from .k8s.scrape import scrape_pods, served_routes
 from .render import labels, names
-from .render.router import CANARY, ROUTER
+from .render.router import CANARY, ROUTE_ANNOTATION, ROUTER, ROUTER_PORT
 from .rollout import Controls, IntervalResult, Phase, RolloutState, plan
 from .rollout.record import checks_of, from_status, parse_duration, policy_steps, revision
 from .rollout.variants import variant_of
+from .routing.router import ROUTE_HEADER
+from .status import deployment_ready
 
 log = logging.getLogger(__name__)
 PROMOTE = f"{labels.DOMAIN}/promote"
@@ -74,20 +76,6 @@ class Windows:
                 self._windows[key] = window
 
 
-def deployment_ready(deployment: Mapping[str, Any] | None) -> bool:
-    """Every pod of the latest template is ready (for model servers: the model is loaded)."""
-    if not deployment:
-        return False
-    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
-    wanted = spec.get("replicas", 1)
-    return (
-        status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-        and status.get("updatedReplicas", 0) >= wanted
-        and status.get("readyReplicas", 0) >= wanted
-        and status.get("replicas", 0) == status.get("updatedReplicas", 0)
-    )
-
-
 def stable_rolled_out(status: Mapping[str, Any], rev: str) -> bool:
     """The stable Deployment runs ``rev`` and has completed rolling it out."""
     snapshot = status.get("stable")
@@ -128,12 +116,12 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
     verdict: IntervalResult | None = None
     details: dict[str, Any] | None = None
     window = windows.get(key)
-    if state.weight > 0 and state.phase != Phase.PROMOTING:
-        port = _port(canary_dep)
+    if state.weight > 0 and state.phase != Phase.PROMOTING and _route_in_effect(kube, namespace, name):
+        stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
         scrape = Scrape(
             now,
-            scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name)), port),
-            scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name, CANARY)), port),
+            scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name)), _port(stable_dep)),
+            scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name, CANARY)), _port(canary_dep)),
         )
         if window is None or window.revision != rev or window.weight != state.weight:
             windows.put(key, Window(rev, state.weight, scrape, scrape))
@@ -144,8 +132,9 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
                 verdict = IntervalResult(judged.outcome, now, judged.message)
                 details = {"outcome": judged.outcome.value, "message": judged.message, "requests": judged.requests}
             window.opened = scrape
-    else:
+    elif state.weight == 0 or state.phase == Phase.PROMOTING:
         windows.put(key, None)
+    # else: the router has not loaded the weight yet; the open window, if any, waits.
 
     annotations = meta.get("annotations") or {}
     controls = Controls(
@@ -159,6 +148,16 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
         promoted=state.phase == Phase.PROMOTING and stable_rolled_out(status, rev),
     )
     return Tick(nxt, rev, result, details, now if result else None)
+
+
+def _route_in_effect(kube: Kube, namespace: str, name: str) -> bool:
+    """Every router pod serves the route of the router ConfigMap (Argo's VerifyWeight):
+    only then do the counters measure the weight in status."""
+    router = names.variant(name, ROUTER)
+    config = kube.get("v1", "ConfigMap", namespace, router)
+    wanted = ((config or {}).get("metadata", {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
+    pods = kube.list("v1", "Pod", namespace, labels.selector(name, ROUTER))
+    return wanted is not None and served_routes(pods, ROUTER_PORT, ROUTE_HEADER) == {wanted}
 
 
 def _service_on_router(kube: Kube, namespace: str, name: str) -> bool:
