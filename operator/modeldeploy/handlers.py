@@ -29,6 +29,7 @@ WATCHED: tuple[tuple[str, ...], ...] = (
     ("v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
+    ("v1", "configmaps"),
     # Not a child, but how status learns that a model failed to download or load.
     ("v1", "pods"),
 )
@@ -89,6 +90,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.progress_storage = kopf.StatusProgressStorage(
         field="status.kopf.progress", touch_field="status.kopf.dummy"
     )
+    # Kopf's finalizer exists only while a rollout's timer runs (see rolling_out); name it
+    # after what it guards.
+    settings.persistence.finalizer = f"{labels.DOMAIN}/rollout"
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10

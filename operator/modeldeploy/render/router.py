@@ -22,6 +22,7 @@ ROUTER_PORT = 8080
 CONFIG_DIR = "/etc/modeldeploy-router"
 CONFIG_KEY = "nginx.conf"
 ROUTE_ANNOTATION = f"{labels.DOMAIN}/route"
+PRESTOP_SECONDS = 5
 
 
 def render_variant_service(target: Target, variant: str) -> dict[str, Any]:
@@ -72,6 +73,9 @@ def render_router(target: Target, route: Route, image: str, replicas: int = 1) -
         "ports": [{"name": PORT_NAME, "containerPort": ROUTER_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "periodSeconds": 1},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "periodSeconds": 10},
+        # Keep answering while kube-proxy stops sending new connections here (the Service
+        # moves back to the stable pods in the same pass that deletes the router).
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
         "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
