@@ -117,8 +117,9 @@ def reconcile_modeldeployment(body: kopf.Body, memo: kopf.Memo, retry: int, **_:
 
 
 def rolling_out(status: Mapping[str, Any], **_: Any) -> bool:
-    """Only objects with a running rollout get the timer, hence Kopf's finalizer."""
-    return (status.get("rollout") or {}).get("phase") in ACTIVE_PHASES
+    """Only objects with a running (or retiring) rollout get the timer, hence Kopf's finalizer."""
+    rollout = status.get("rollout") or {}
+    return rollout.get("phase") in ACTIVE_PHASES or bool(rollout.get("retiring"))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, when=rolling_out)

@@ -9,6 +9,7 @@ when it differs, and events are sent only for condition transitions.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -23,8 +24,8 @@ from .render.canary import route_matches
 from .render.router import ROUTER
 from .render.service import SERVICE_PORT
 from .rollout.plan import TERMINAL, RolloutState
-from .rollout.record import changes, from_status, to_status
-from .rollout.variants import Variants, decide, variant_of
+from .rollout.record import changes, from_status, iso, to_status
+from .rollout.variants import Variants, decide, ended_at, variant_of
 from .status import Event, Observed, compute_status, deployment_ready, differs, transitions
 
 log = logging.getLogger(__name__)
@@ -55,18 +56,20 @@ def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> 
 
 
 def _canary(
-    kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, state: RolloutState
+    kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, state: RolloutState, retiring: bool
 ) -> Canary:
+    """The canary and its router. Retiring (the rollout ended): the Service is back on the
+    stable pods, the router sends everything to stable, and both wait to be pruned."""
     router = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, ROUTER))
     header, cookie, mirror = route_matches(stable)
     target = Target(stable.name, stable.namespace, stable.uid, canary.spec, canary.runtime, stable.storage_initializer_image)
     return Canary(
-        target, state.weight, config.router_image, config.cluster_domain,
-        router_available=deployment_ready(router), header=header, cookie=cookie, mirror=mirror,
+        target, 0 if retiring else state.weight, config.router_image, config.cluster_domain,
+        router_available=deployment_ready(router) and not retiring, header=header, cookie=cookie, mirror=mirror,
     )
 
 
-def _rollout_status(previous: Mapping[str, Any], variants: Variants, tick: Tick | None) -> dict[str, Any]:
+def _rollout_status(previous: Mapping[str, Any], variants: Variants, tick: Tick | None, now: float) -> dict[str, Any]:
     """status.stable, status.rollout and status.canary for this pass; {} without spec.rollout."""
     out: dict[str, Any] = {}
     if variants.snapshot is not None:
@@ -80,8 +83,12 @@ def _rollout_status(previous: Mapping[str, Any], variants: Variants, tick: Tick 
         out["rollout"]["lastAnalysis"] = {**tick.verdict, "at": _now()}
     elif same and before.get("lastAnalysis"):
         out["rollout"]["lastAnalysis"] = before["lastAnalysis"]
-    canary = dict(previous.get("canary") or {}) if same else {}
     live = variants.state.phase not in TERMINAL
+    if not live:
+        # endedAt lets the next passes prune the canary and the router after RETIRE_SECONDS.
+        out["rollout"]["endedAt"] = iso(ended_at(previous, variants.revision, now) if same else now)
+        out["rollout"]["retiring"] = variants.retiring
+    canary = dict(previous.get("canary") or {}) if same else {}
     canary["desiredWeight"] = variants.state.weight if live else 0
     if tick is not None and tick.measure is not None:
         canary["measuredRequests"] = tick.measure.requests
@@ -117,7 +124,8 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
     if config.runtimes.error:
         log.error("%s", config.runtimes.error)
 
-    variants = decide(spec, previous, stable_complete=False, state=tick.state if tick else None)
+    now = time.time()
+    variants = decide(spec, previous, stable_complete=False, state=tick.state if tick else None, now=now)
     apply_error = None
     if validated is not None:
         stable, stable_problems = (validated, []) if variants.stable_spec is spec else validate(name, variants.stable_spec, config.registry)
@@ -126,7 +134,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
             target = Target(name, namespace, meta["uid"], stable.spec, stable.runtime, config.storage_initializer_image)
             canary = None
             if variants.canary_spec is not None and variants.state is not None:
-                canary = _canary(kube, config, target, validated, variants.state)
+                canary = _canary(kube, config, target, validated, variants.state, variants.retiring)
             try:
                 apply_children(kube, target, canary)
             except ApiError as err:
@@ -150,7 +158,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
     if spec.get("rollout") and variants.snapshot is None and _rolled_out(status):
         # The first revision is stable once it serves: record it, so later changes roll out.
         variants = Variants(stable_spec=spec, snapshot=variant_of(spec))
-    status.update(_rollout_status(previous, variants, tick))
+    status.update(_rollout_status(previous, variants, tick, now))
     if differs(previous, status):
         kube.patch_status(namespace, name, status, previous)
         for event in transitions(previous, status) + _rollout_events(previous, status):

@@ -11,9 +11,9 @@ from modeldeploy.api.spec import Analysis, RolloutPolicy
 from modeldeploy.render import Canary, labels, render_children
 from modeldeploy.rollout import Pause, Phase, RolloutState, SetWeight
 from modeldeploy.rollout.record import (
-    changes, checks_of, from_status, parse_duration, policy_steps, revision, to_status,
+    changes, checks_of, from_status, iso, parse_duration, policy_steps, revision, to_status,
 )
-from modeldeploy.rollout.variants import decide, variant_of, with_variant
+from modeldeploy.rollout.variants import RETIRE_SECONDS, decide, variant_of, with_variant
 from modeldeploy.status import deployment_ready
 
 pytestmark = pytest.mark.canary
@@ -72,7 +72,7 @@ def test_events_only_on_phase_step_or_weight_changes():
     before = RolloutState(step=0, weight=20, step_started=1.0)
     assert changes(before, before) == []
     assert changes(before, RolloutState(step=1, weight=20, step_started=2.0, message="x")) == [
-        ("Normal", "RolloutProgressing", "x; step 2, canary weight 20%")
+        ("Normal", "RolloutProgressing", "x (canary weight 20%)")
     ]
     assert changes(before, RolloutState(phase=Phase.ROLLED_BACK, message="rolled back: 5xx")) == [
         ("Warning", "RolloutRolledBack", "rolled back: 5xx")
@@ -129,16 +129,23 @@ def test_promoting_records_the_canary_as_stable_and_keeps_it_until_succeeded():
     # Next pass: status.stable already says v2; the canary stays until the planner says Succeeded.
     status = {"stable": variant_of(spec), "rollout": to_status(promoting, rev)}
     assert decide(spec, status, stable_complete=True).canary_spec is spec
-    done = decide(spec, status, stable_complete=True, state=RolloutState(phase=Phase.SUCCEEDED, weight=100))
-    assert done.canary_spec is None and done.state.phase == Phase.SUCCEEDED
+    done = decide(spec, status, stable_complete=True, state=RolloutState(phase=Phase.SUCCEEDED, weight=100), now=100.0)
+    assert done.retiring and done.canary_spec is spec and done.state.phase == Phase.SUCCEEDED
+    ended = {**status, "rollout": {**to_status(RolloutState(phase=Phase.SUCCEEDED), rev), "endedAt": iso(100.0)}}
+    assert decide(spec, ended, stable_complete=True, now=100.0 + RETIRE_SECONDS - 1).retiring
+    gone = decide(spec, ended, stable_complete=True, now=100.0 + RETIRE_SECONDS)
+    assert not gone.retiring and gone.canary_spec is None and gone.state.phase == Phase.SUCCEEDED
 
 
 @pytest.mark.parametrize("phase", [Phase.ROLLED_BACK, Phase.FAILED])
-def test_rolled_back_keeps_stable_and_drops_the_canary(phase):
+def test_rolled_back_keeps_stable_and_retires_the_canary(phase):
     spec = _spec(V2)
-    chosen = decide(spec, {"stable": {"model": V1}}, stable_complete=True, state=RolloutState(phase=phase, message="why"))
-    assert chosen.stable_spec["model"] == V1 and chosen.canary_spec is None
-    assert chosen.state.phase == phase
+    rev = revision(variant_of(spec))
+    chosen = decide(spec, {"stable": {"model": V1}}, stable_complete=True, state=RolloutState(phase=phase, message="why"), now=50.0)
+    assert chosen.stable_spec["model"] == V1 and chosen.retiring and chosen.canary_spec is spec
+    status = {"stable": {"model": V1}, "rollout": {**to_status(RolloutState(phase=phase), rev), "endedAt": iso(50.0)}}
+    later = decide(spec, status, stable_complete=True, now=50.0 + RETIRE_SECONDS)
+    assert later.stable_spec["model"] == V1 and later.canary_spec is None and later.state.phase == phase
 
 
 def test_with_variant_replaces_model_and_runtime_only():

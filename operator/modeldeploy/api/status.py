@@ -79,6 +79,10 @@ class RolloutStatus(Model):
     promote_full_token: str | None = Field(default=None, description="Last modeldeploy.io/promote-full value handled.")
     message: str | None = Field(default=None, description="What happened last, or why it rolled back.")
     last_analysis: PassThrough | None = Field(default=None, description="The last analysis verdict.")
+    ended_at: str | None = Field(default=None, description="When the rollout succeeded, rolled back or failed.")
+    retiring: bool | None = Field(
+        default=None, description="The rollout has ended and its canary and router are about to be removed."
+    )
 
 
 class ModelDeploymentStatus(Model):

@@ -66,13 +66,13 @@ def active(state: RolloutState) -> bool:
     return state.phase not in TERMINAL
 
 
-def _iso(epoch: float | None) -> str | None:
+def iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _epoch(text: str | None) -> float | None:
+def epoch(text: str | None) -> float | None:
     if not text:
         return None
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
@@ -94,7 +94,7 @@ def to_status(state: RolloutState, rev: str) -> dict[str, Any]:
         "message": state.message,
     }
     for attr, key in _TIMES.items():
-        value = _iso(getattr(state, attr))
+        value = iso(getattr(state, attr))
         if value is not None:
             out[key] = value
     if state.promote is not None:
@@ -115,7 +115,7 @@ def from_status(data: Mapping[str, Any]) -> tuple[RolloutState, str]:
         message=str(data.get("message", "")),
         promote=data.get("promoteToken"),
         promote_full=data.get("promoteFullToken"),
-        **{attr: _epoch(data.get(key)) for attr, key in _TIMES.items()},
+        **{attr: epoch(data.get(key)) for attr, key in _TIMES.items()},
     )
     return state, str(data.get("revision", ""))
 
@@ -126,8 +126,7 @@ def changes(before: RolloutState | None, after: RolloutState) -> list[tuple[str,
         return []
     bad = after.phase in (Phase.ROLLED_BACK, Phase.FAILED)
     reason = "Rollout" + after.phase.value
-    detail = f"step {after.step + 1}, canary weight {after.weight}%" if after.phase not in TERMINAL else ""
-    message = "; ".join(p for p in (after.message, detail) if p)
+    message = after.message if after.phase in TERMINAL else f"{after.message} (canary weight {after.weight}%)"
     return [("Warning" if bad else "Normal", reason, message)]
 
 

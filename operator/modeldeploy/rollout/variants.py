@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .plan import Phase, RolloutState
-from .record import fresh, from_status, revision
+from .record import epoch, fresh, from_status, revision
 
 _WITH_CANARY = (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
+# After a rollout ends, the Service points at the stable pods at once, but the router and the
+# canary stay this long: connections kube-proxy still sends to the router, and requests the
+# router still sends to the canary (until its config reload), are answered, not dropped.
+RETIRE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Variants:
     snapshot: Mapping[str, Any] | None = None
     state: RolloutState | None = None
     revision: str | None = None
+    retiring: bool = False  # the rollout has ended; its canary and router are on their way out
 
 
 def variant_of(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,8 +51,17 @@ def with_variant(spec: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[st
     return out
 
 
+def ended_at(status: Mapping[str, Any], rev: str | None, now: float) -> float:
+    """When the rollout of ``rev`` ended, as recorded in status.rollout (else now)."""
+    before = status.get("rollout") or {}
+    if before.get("revision") == rev and before.get("endedAt") is not None:
+        return epoch(before["endedAt"]) or now
+    return now
+
+
 def decide(
-    spec: Mapping[str, Any], status: Mapping[str, Any], *, stable_complete: bool, state: RolloutState | None = None
+    spec: Mapping[str, Any], status: Mapping[str, Any], *, stable_complete: bool, state: RolloutState | None = None,
+    now: float = 0.0,
 ) -> Variants:
     """The variants for this pass.
 
@@ -66,15 +80,22 @@ def decide(
     if state is None and status.get("rollout"):
         recorded, recorded_rev = from_status(status["rollout"])
         state = recorded if recorded_rev == rev else None
+    retiring = state is not None and state.phase not in _WITH_CANARY and now - ended_at(status, rev, now) < RETIRE_SECONDS
     if revision(snapshot) == rev:
         if state is not None and state.phase == Phase.PROMOTING:
             # The stable Deployment is rolling to the promoted revision; the canary keeps
             # all traffic until it has.
             return Variants(stable_spec=spec, canary_spec=spec, snapshot=desired, state=state, revision=rev)
-        return Variants(stable_spec=spec, snapshot=snapshot, state=state, revision=rev if state else None)
+        return Variants(
+            stable_spec=spec, canary_spec=spec if retiring else None, snapshot=snapshot, state=state,
+            revision=rev if state else None, retiring=retiring,
+        )
 
     state = state or fresh()
     if state.phase == Phase.PROMOTING:
         return Variants(stable_spec=spec, canary_spec=spec, snapshot=desired, state=state, revision=rev)
-    canary = spec if state.phase in _WITH_CANARY else None
-    return Variants(stable_spec=with_variant(spec, snapshot), canary_spec=canary, snapshot=snapshot, state=state, revision=rev)
+    canary = spec if state.phase in _WITH_CANARY or retiring else None
+    return Variants(
+        stable_spec=with_variant(spec, snapshot), canary_spec=canary, snapshot=snapshot, state=state, revision=rev,
+        retiring=retiring,
+    )
