@@ -10,9 +10,11 @@ and the operator measures the split from both variants' /metrics.
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -72,16 +74,47 @@ def predict(url: str, request_id: str, headers: dict[str, str] | None = None) ->
         return 0, None
 
 
+class Probe:
+    """Requests one after another through the Service for as long as it runs, counting
+    every answer that is not a 200 (connection failures included)."""
+
+    def __init__(self, url: str):
+        self.url, self.sent, self.failed = url, 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            answer = predict(self.url, f"probe-{uuid.uuid4().hex}")
+            self.sent += 1
+            if answer[0] != 200:
+                self.failed.append(answer)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
 def rollout(kube: Kube, namespace: str) -> dict:
     md = kube.get_modeldeployment(namespace, NAME) or {}
     return md.get("status") or {}
 
 
 @pytest.fixture(scope="module")
-def canary(kube: Kube, namespace: str, installed_operator, s3: str) -> str:
+def probe() -> Iterator[dict]:
+    """Holds the Probe the canary fixture starts; stops it whatever the tests did."""
+    holder: dict = {}
+    yield holder
+    if "probe" in holder:
+        holder["probe"].stop()
+
+
+@pytest.fixture(scope="module")
+def canary(kube: Kube, namespace: str, installed_operator, s3: str, probe: dict) -> str:
     """iris v1 serving, then changed to v2: the rollout holds at 20% (steps setWeight 20,
     pause until promoted), the router has loaded that weight and the Service points at it.
-    Returns the Service's URL."""
+    A probe runs from before the change on. Returns the Service's URL."""
     spec = {
         "model": model("v1", s3), "replicas": 1,
         "rollout": {"steps": [{"setWeight": WEIGHT}, {"pause": {}}]},
@@ -91,6 +124,7 @@ def canary(kube: Kube, namespace: str, installed_operator, s3: str) -> str:
     kube.request("POST", collection_path(API_VERSION, KIND, namespace), body=body)
     wait_condition(kube, namespace, NAME, "Ready", "True", timeout=300)
     wait_for(lambda: rollout(kube, namespace).get("stable"), 60, what="status.stable recorded")
+    probe["probe"] = Probe(service_url(kube, namespace, NAME))
 
     path = f"{collection_path(API_VERSION, KIND, namespace)}/{NAME}"
     kube.request("PATCH", path, body={"spec": {"model": model("v2", s3)}}, content_type="application/merge-patch+json")
@@ -142,3 +176,21 @@ def test_twenty_percent_of_2000_requests_reach_the_canary_and_status_agrees(kube
 def test_header_match_sends_every_such_request_to_the_canary(canary):
     answers = [predict(canary, uuid.uuid4().hex, {HEADER[0]: HEADER[1]}) for _ in range(100)]
     assert answers == [(200, "canary")] * 100
+
+
+def test_promote_full_makes_the_canary_stable_without_a_failed_request(kube, namespace, canary, probe):
+    path = f"{collection_path(API_VERSION, KIND, namespace)}/{NAME}"
+    kube.request("PATCH", path, body={"metadata": {"annotations": {"modeldeploy.io/promote-full": "1"}}},
+                 content_type="application/merge-patch+json")
+    status = wait_for(lambda: (s := rollout(kube, namespace)).get("rollout", {}).get("phase") == "Succeeded" and s,
+                      300, interval=1, what="rollout Succeeded")
+    assert status["model"]["version"] == "v2" and status["stable"]["model"]["version"] == "v2"
+    wait_for(lambda: kube.get("apps/v1", "Deployment", namespace, f"{NAME}-router") is None
+             and kube.get("apps/v1", "Deployment", namespace, f"{NAME}-canary") is None, 120, what="router and canary pruned")
+    assert kube.get("v1", "Service", namespace, NAME)["spec"]["selector"] == labels.selector(NAME)
+    running = probe["probe"]
+    # A few more seconds of traffic on the stable pods alone, then the verdict.
+    sent = running.sent
+    wait_for(lambda: running.sent >= sent + 50, 60, what="probe requests after the cleanup")
+    running.stop()
+    assert running.sent > 500 and running.failed == [], (running.sent, running.failed[:10])

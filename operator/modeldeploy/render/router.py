@@ -12,7 +12,7 @@ from typing import Any
 
 from ..routing.router import Match, Route, render_nginx_conf
 from . import labels, names
-from .deployment import PORT_NAME
+from .deployment import PORT_NAME, PRESTOP_SECONDS
 from .service import SERVICE_PORT
 from .target import Target
 
@@ -22,7 +22,6 @@ ROUTER_PORT = 8080
 CONFIG_DIR = "/etc/modeldeploy-router"
 CONFIG_KEY = "nginx.conf"
 ROUTE_ANNOTATION = f"{labels.DOMAIN}/route"
-PRESTOP_SECONDS = 5
 
 
 def render_variant_service(target: Target, variant: str) -> dict[str, Any]:
