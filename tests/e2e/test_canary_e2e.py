@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import uuid
 import urllib.error
 import urllib.request
@@ -49,7 +50,25 @@ def s3(kube: Kube, kube_api, namespace: str) -> str:
         out = io.BytesIO()
         joblib.dump(LogisticRegression(max_iter=500, C=c).fit(X, y), out)
         objects[f"iris/{version}/model.joblib"] = out.getvalue()
+    objects["iris/broken/model.joblib"] = broken_model(X, y)
     return deploy_s3(kube, kube_api, namespace, objects)
+
+
+def broken_model(X, y) -> bytes:
+    """A model that loads, passes the input checks, and fails every prediction with an
+    error the model server answers with a 500 (zlib.error is none of the input errors)."""
+    import zlib
+
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    pipeline = make_pipeline(FunctionTransformer(), LogisticRegression(max_iter=500)).fit(X, y)
+    pipeline.steps[0][1].func = zlib.decompress
+    out = io.BytesIO()
+    joblib.dump(pipeline, out)
+    return out.getvalue()
 
 
 def model(version: str, endpoint: str) -> dict:
@@ -57,11 +76,11 @@ def model(version: str, endpoint: str) -> dict:
             "secretName": SECRET, "endpoint": endpoint, "downloadTimeoutSeconds": 60}
 
 
-def predict(url: str, request_id: str, headers: dict[str, str] | None = None) -> tuple[int, str | None]:
+def predict(url: str, request_id: str, headers: dict[str, str] | None = None, name: str = NAME) -> tuple[int, str | None]:
     """(HTTP status, variant that answered); status 0 when the connection failed."""
     body = b'{"instances": ' + str(ROWS).encode() + b"}"
     request = urllib.request.Request(
-        f"{url}/v1/models/{NAME}:predict", data=body, method="POST",
+        f"{url}/v1/models/{name}:predict", data=body, method="POST",
         headers={"Content-Type": "application/json", "X-Request-Id": request_id, **(headers or {})},
     )
     try:
@@ -96,8 +115,8 @@ class Probe:
         self._thread.join(30)
 
 
-def rollout(kube: Kube, namespace: str) -> dict:
-    md = kube.get_modeldeployment(namespace, NAME) or {}
+def rollout(kube: Kube, namespace: str, name: str = NAME) -> dict:
+    md = kube.get_modeldeployment(namespace, name) or {}
     return md.get("status") or {}
 
 
@@ -194,3 +213,44 @@ def test_promote_full_makes_the_canary_stable_without_a_failed_request(kube, nam
     wait_for(lambda: running.sent >= sent + 50, 60, what="probe requests after the cleanup")
     running.stop()
     assert running.sent > 500 and running.failed == [], (running.sent, running.failed[:10])
+
+
+def test_an_erroring_canary_is_rolled_back_within_interval_times_threshold(kube, namespace, installed_operator, s3):
+    name, interval, threshold = "flaky", 10, 2
+    spec = {
+        "model": {**model("v1", s3), "uri": f"s3://{BUCKET}/iris/v1"}, "replicas": 1,
+        "rollout": {"steps": [{"setWeight": 50}, {"pause": {}}],
+                    "analysis": {"interval": f"{interval}s", "threshold": threshold, "minRequests": 10, "successRate": 0.95}},
+    }
+    body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    kube.request("POST", collection_path(API_VERSION, KIND, namespace), body=body)
+    wait_condition(kube, namespace, name, "Ready", "True", timeout=300)
+    wait_for(lambda: rollout(kube, namespace, name).get("stable"), 60, what="status.stable recorded")
+    url = service_url(kube, namespace, name)
+    path = f"{collection_path(API_VERSION, KIND, namespace)}/{name}"
+    broken = {**model("v2", s3), "uri": f"s3://{BUCKET}/iris/broken", "version": "broken"}
+    kube.request("PATCH", path, body={"spec": {"model": broken}}, content_type="application/merge-patch+json")
+
+    answers: list[tuple[float, int, str | None]] = []
+    def traffic_until_rolled_back() -> dict | None:
+        for _ in range(20):
+            answers.append((time.monotonic(), *predict(url, uuid.uuid4().hex, name=name)))
+        state = rollout(kube, namespace, name).get("rollout") or {}
+        return state if state.get("phase") == "RolledBack" else None
+    state = wait_for(traffic_until_rolled_back, 400, interval=0.1, what="rollback of the erroring canary")
+    assert "success rate" in state["message"] and state["failedChecks"] == threshold, state
+    first_error = next(t for t, status, _ in answers if status == 500)
+    rolled_back_at = answers[-1][0]
+    # Verdicts need the router to have loaded the weight first, then `threshold` intervals.
+    assert rolled_back_at - first_error <= interval * (threshold + 1) + 10, rolled_back_at - first_error
+    status = rollout(kube, namespace, name)
+    assert status["stable"]["model"]["version"] == "v1" and status["canary"]["desiredWeight"] == 0
+    assert kube.get("v1", "Service", namespace, name)["spec"]["selector"] == labels.selector(name)
+    # Once the Service's endpoints are the stable pods alone, every request is answered by v1.
+    def on_stable() -> bool:
+        slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", namespace, {"kubernetes.io/service-name": name})
+        pods = [e.get("targetRef", {}).get("name", "") for sl in slices for e in sl.get("endpoints") or ()]
+        return bool(pods) and all(p.startswith(f"{name}-stable-") for p in pods)
+    wait_for(on_stable, 30, what="Service endpoints back on the stable pods")
+    after = [predict(url, uuid.uuid4().hex, name=name)[0] for _ in range(50)]
+    assert after == [200] * 50
