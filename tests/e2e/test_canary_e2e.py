@@ -254,3 +254,11 @@ def test_an_erroring_canary_is_rolled_back_within_interval_times_threshold(kube,
     wait_for(on_stable, 30, what="Service endpoints back on the stable pods")
     after = [predict(url, uuid.uuid4().hex, name=name)[0] for _ in range(50)]
     assert after == [200] * 50
+    # The canary and the router are pruned shortly after, and Kopf's finalizer goes with the timer.
+    def retired() -> bool:
+        md = kube.get_modeldeployment(namespace, name) or {}
+        return (kube.get("apps/v1", "Deployment", namespace, f"{name}-canary") is None
+                and kube.get("apps/v1", "Deployment", namespace, f"{name}-router") is None
+                and not md["metadata"].get("finalizers"))
+    wait_for(retired, 60, what="canary and router pruned, finalizer removed")
+    assert rollout(kube, namespace, name)["rollout"]["phase"] == "RolledBack"
