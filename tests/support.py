@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +19,9 @@ ROOT = Path(__file__).parents[1]
 CRD = ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"
 MODEL_CLAIM = "models"
 OPERATOR_NS = "modeldeploy-system"
+S3_IMAGE = "modeldeploy/s3-server:0.1.0"
+BUCKET = "models"
+SECRET = "s3-credentials"
 
 
 def wait_for(check: Callable[[], T], timeout: float = 120, interval: float = 0.5, what: str = "condition") -> T:
@@ -62,3 +68,68 @@ def make_model_claim(kube: Kube, namespace: str) -> Iterator[str]:
         kube.delete("v1", "PersistentVolume", None, pv_name)
     except ApiError:
         pass  # best effort
+
+
+def http(method: str, url: str, body: object | None = None, raw: bytes | None = None) -> tuple[int, object]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            status, text = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        status, text = err.code, err.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+def deploy_s3(kube: Kube, kube_api, namespace: str, objects: Mapping[str, bytes]) -> str:
+    """A real S3 API server (moto) in the namespace with ``objects`` (key → bytes) in BUCKET,
+    and the credentials Secret; returns the in-cluster endpoint."""
+    labels = {"app": "s3"}
+    kube.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "s3", "namespace": namespace},
+                "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
+                    "containers": [{"name": "s3", "image": S3_IMAGE, "imagePullPolicy": "IfNotPresent",
+                                    "ports": [{"containerPort": 5000}],
+                                    "readinessProbe": {"tcpSocket": {"port": 5000}, "periodSeconds": 1}}]}}}})
+    kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s3", "namespace": namespace},
+                "spec": {"selector": labels, "ports": [{"port": 5000, "targetPort": 5000}]}})
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": namespace},
+                "stringData": {"AWS_ACCESS_KEY_ID": "modeldeploy", "AWS_SECRET_ACCESS_KEY": "modeldeploy-secret",
+                               "AWS_DEFAULT_REGION": "us-east-1"}})
+    kube_api.wait_deployment_available(namespace, "s3", timeout=120)
+    base = f"http://{kube.get('v1', 'Service', namespace, 's3')['spec']['clusterIP']}:5000"
+
+    def create_bucket() -> bool:
+        try:
+            return http("PUT", f"{base}/{BUCKET}")[0] == 200
+        except OSError:  # the Service's rules may not be programmed yet
+            return False
+    wait_for(create_bucket, 60, what="bucket created")
+    for key, data in objects.items():
+        status, answer = http("PUT", f"{base}/{BUCKET}/{key}", raw=data)
+        assert status == 200, answer
+    return f"http://s3.{namespace}.svc.cluster.local:5000"
+
+
+def wait_condition(kube: Kube, namespace: str, name: str, type_: str, status: str, reason: str | None = None, timeout: float = 240) -> dict:
+    def check():
+        md = kube.get_modeldeployment(namespace, name) or {}
+        cond = condition(md, type_)
+        return md if cond.get("status") == status and (reason is None or cond.get("reason") == reason) else None
+    return wait_for(check, timeout, interval=1, what=f"{name}: {type_}={status} {reason or ''}")
+
+
+def service_url(kube: Kube, namespace: str, name: str) -> str:
+    """The Service's address, once it answers: kube-proxy programs a newly ready endpoint
+    a moment after the pod turns ready."""
+    url = f"http://{kube.get('v1', 'Service', namespace, name)['spec']['clusterIP']}"
+
+    def answers() -> bool:
+        try:
+            return http("GET", f"{url}/v2/health/ready")[0] == 200
+        except OSError:
+            return False
+    wait_for(answers, 30, what=f"Service {name} answering")
+    return url

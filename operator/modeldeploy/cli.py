@@ -15,7 +15,7 @@ def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     from . import handlers  # noqa: F401 - registers the handlers with Kopf
-    from .config import DEFAULT_STORAGE_INITIALIZER_IMAGE, OperatorConfig, RegistryFile
+    from .config import DEFAULT_ROUTER_IMAGE, DEFAULT_STORAGE_INITIALIZER_IMAGE, OperatorConfig, RegistryFile
 
     try:
         runtimes = RegistryFile(args.runtimes)
@@ -25,6 +25,7 @@ def _operator(args: argparse.Namespace) -> int:
     config = OperatorConfig(
         runtimes=runtimes,
         storage_initializer_image=args.storage_initializer_image or DEFAULT_STORAGE_INITIALIZER_IMAGE,
+        router_image=args.router_image or DEFAULT_ROUTER_IMAGE,
         cluster_domain=args.cluster_domain,
     )
     # Kopf sets up logging; every line about an object is prefixed with [namespace/name].
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument("--runtimes", help="runtime registry YAML (default: the runtimes shipped with the package)")
     run.add_argument("--storage-initializer-image", help="image of the model download init container")
+    run.add_argument("--router-image", help="image of the canary traffic router (nginx)")
     run.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster (default: %(default)s)")
     run.add_argument("--liveness", default="0.0.0.0:8080", help="HOST:PORT of the /healthz endpoint ('' to disable)")
     run.add_argument("-v", "--verbose", action="store_true")

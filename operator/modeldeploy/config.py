@@ -14,6 +14,7 @@ from .api.runtimes import RuntimeRegistry
 
 FIELD_MANAGER = "modeldeploy"
 DEFAULT_STORAGE_INITIALIZER_IMAGE = f"modeldeploy/storage-initializer:{__version__}"
+DEFAULT_ROUTER_IMAGE = "modeldeploy/router:0.1.0"
 
 
 def load_registry(path: str | None = None) -> RuntimeRegistry:
@@ -62,6 +63,7 @@ class RegistryFile:
 class OperatorConfig:
     runtimes: RegistryFile = field(default_factory=RegistryFile)
     storage_initializer_image: str = DEFAULT_STORAGE_INITIALIZER_IMAGE
+    router_image: str = DEFAULT_ROUTER_IMAGE
     cluster_domain: str = "cluster.local"
     field_manager: str = FIELD_MANAGER
 
@@ -78,5 +80,6 @@ class OperatorConfig:
             storage_initializer_image=env.get(
                 "MODELDEPLOY_STORAGE_INITIALIZER_IMAGE", DEFAULT_STORAGE_INITIALIZER_IMAGE
             ),
+            router_image=env.get("MODELDEPLOY_ROUTER_IMAGE", DEFAULT_ROUTER_IMAGE),
             cluster_domain=env.get("MODELDEPLOY_CLUSTER_DOMAIN", "cluster.local"),
         )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -14,6 +16,7 @@ import kopf
 from .api.crd import GROUP, PLURAL, VERSION
 from .config import OperatorConfig
 from .k8s import ApiError, Kube
+from .progress import Windows, tick
 from .reconcile import ReconcileError, reconcile
 from .render import labels
 
@@ -26,10 +29,14 @@ WATCHED: tuple[tuple[str, ...], ...] = (
     ("v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
+    ("v1", "configmaps"),
     # Not a child, but how status learns that a model failed to download or load.
     ("v1", "pods"),
 )
 MANAGED = f"{labels.MANAGED_BY}={labels.MANAGER}"
+# How often a running rollout is looked at; analysis intervals (>= 10 s) are measured in ticks.
+TICK_SECONDS = 2.0
+ACTIVE_PHASES = ("Progressing", "Paused", "Promoting")
 
 
 class Operator:
@@ -39,6 +46,7 @@ class Operator:
         self.config = config
         self.kube = kube
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self.windows = Windows()
         self._guard = threading.Lock()
 
     def lock(self, namespace: str, name: str) -> threading.Lock:
@@ -63,6 +71,16 @@ class Operator:
                 return
             reconcile(self.kube, self.config, body)
 
+    def advance(self, namespace: str, name: str) -> None:
+        """One tick of the rollout's analysis loop, then the same reconcile pass with the
+        planned state, so the new weight and status are written together."""
+        with self.lock(namespace, name):
+            body = self.kube.get_modeldeployment(namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            planned = tick(self.kube, self.windows, body, time.time())
+            reconcile(self.kube, self.config, body, planned)
+
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -72,6 +90,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.progress_storage = kopf.StatusProgressStorage(
         field="status.kopf.progress", touch_field="status.kopf.dummy"
     )
+    # Kopf's finalizer exists only while a rollout's timer runs (see rolling_out); name it
+    # after what it guards.
+    settings.persistence.finalizer = f"{labels.DOMAIN}/rollout"
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
@@ -93,6 +114,21 @@ def reconcile_modeldeployment(body: kopf.Body, memo: kopf.Memo, retry: int, **_:
         memo["operator"].reconcile(body["metadata"]["namespace"], body["metadata"]["name"])
     except (ApiError, ReconcileError) as err:
         raise kopf.TemporaryError(str(err), delay=min(2 ** retry, MAX_BACKOFF)) from err
+
+
+def rolling_out(status: Mapping[str, Any], **_: Any) -> bool:
+    """Only objects with a running (or retiring) rollout get the timer, hence Kopf's finalizer."""
+    rollout = status.get("rollout") or {}
+    return rollout.get("phase") in ACTIVE_PHASES or bool(rollout.get("retiring"))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, when=rolling_out)
+def analyse_rollout(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    try:
+        memo["operator"].advance(body["metadata"]["namespace"], body["metadata"]["name"])
+    except (ApiError, ReconcileError) as err:
+        # The next tick retries; status already says why.
+        logger.warning("rollout tick failed: %s", err)
 
 
 def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:

@@ -9,16 +9,24 @@ when it differs, and events are sent only for condition transitions.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .api.validate import validate
+from .api import conditions as c
+from .api.validate import Validated, validate
 from .config import OperatorConfig
 from .k8s import ApiError, Kube
-from .render import MANAGED_KINDS, Target, labels, names, render_children
+from .progress import Tick
+from .render import MANAGED_KINDS, Canary, Target, labels, names, render_children
+from .render.canary import route_matches
+from .render.router import ROUTER
 from .render.service import SERVICE_PORT
-from .status import Observed, compute_status, differs, transitions
+from .rollout.plan import TERMINAL, RolloutState
+from .rollout.record import changes, from_status, iso, to_status
+from .rollout.variants import Variants, decide, ended_at, variant_of
+from .status import Event, Observed, compute_status, deployment_ready, differs, transitions
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +39,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def apply_children(kube: Kube, target: Target) -> None:
+def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> None:
     """Apply every desired child, then delete the children no longer wanted."""
-    desired = render_children(target)
+    desired = render_children(target, canary)
     for manifest in desired:
         kube.apply(manifest)
     wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
@@ -47,22 +55,92 @@ def apply_children(kube: Kube, target: Target) -> None:
                 kube.delete(api_version, kind, target.namespace, meta["name"])
 
 
-def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Bring the children of one ModelDeployment in line with its spec; return the status."""
+def _canary(
+    kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, state: RolloutState, retiring: bool
+) -> Canary:
+    """The canary and its router. Retiring (the rollout ended): the Service is back on the
+    stable pods, the router sends everything to stable, and both wait to be pruned."""
+    router = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, ROUTER))
+    header, cookie, mirror = route_matches(stable)
+    target = Target(stable.name, stable.namespace, stable.uid, canary.spec, canary.runtime, stable.storage_initializer_image)
+    return Canary(
+        target, 0 if retiring else state.weight, config.router_image, config.cluster_domain,
+        router_available=deployment_ready(router) and not retiring, header=header, cookie=cookie, mirror=mirror,
+    )
+
+
+def _rollout_status(previous: Mapping[str, Any], variants: Variants, tick: Tick | None, now: float) -> dict[str, Any]:
+    """status.stable, status.rollout and status.canary for this pass; {} without spec.rollout."""
+    out: dict[str, Any] = {}
+    if variants.snapshot is not None:
+        out["stable"] = dict(variants.snapshot)
+    if variants.state is None or variants.revision is None:
+        return out
+    before = previous.get("rollout") or {}
+    same = before.get("revision") == variants.revision
+    out["rollout"] = to_status(variants.state, variants.revision)
+    if tick is not None and tick.verdict is not None:
+        out["rollout"]["lastAnalysis"] = {**tick.verdict, "at": _now()}
+    elif same and before.get("lastAnalysis"):
+        out["rollout"]["lastAnalysis"] = before["lastAnalysis"]
+    live = variants.state.phase not in TERMINAL
+    if not live:
+        # endedAt lets the next passes prune the canary and the router after RETIRE_SECONDS.
+        out["rollout"]["endedAt"] = iso(ended_at(previous, variants.revision, now) if same else now)
+        out["rollout"]["retiring"] = variants.retiring
+    canary = dict(previous.get("canary") or {}) if same else {}
+    canary["desiredWeight"] = variants.state.weight if live else 0
+    if tick is not None and tick.measure is not None:
+        canary["measuredRequests"] = tick.measure.requests
+        canary["measuredAt"] = _now()
+        if tick.measure.effective_weight is not None:
+            canary["effectiveWeight"] = tick.measure.effective_weight
+    if not live:
+        canary["effectiveWeight"] = 0
+    out["canary"] = canary
+    return out
+
+
+def _rollout_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[Event]:
+    after = status.get("rollout")
+    if not after:
+        return []
+    before = previous.get("rollout")
+    old = from_status(before)[0] if before and before.get("revision") == after["revision"] else None
+    return [Event(*change) for change in changes(old, from_status(after)[0])]
+
+
+def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick: Tick | None = None) -> dict[str, Any]:
+    """Bring the children of one ModelDeployment in line with its spec; return the status.
+
+    ``tick``: what the analysis loop just planned for the rollout; without it the rollout
+    state in status is kept, so every other trigger re-renders the same weight.
+    """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     previous = dict(body.get("status") or {})
-    validated, problems = validate(name, body.get("spec") or {}, config.registry)
+    spec = body.get("spec") or {}
+    validated, problems = validate(name, spec, config.registry)
     if config.runtimes.error:
         log.error("%s", config.runtimes.error)
 
+    now = time.time()
+    variants = decide(spec, previous, stable_complete=False, state=tick.state if tick else None, now=now)
     apply_error = None
     if validated is not None:
-        target = Target(name, namespace, meta["uid"], validated.spec, validated.runtime, config.storage_initializer_image)
-        try:
-            apply_children(kube, target)
-        except ApiError as err:
-            apply_error = f"applying the serving objects failed: {err}"
+        stable, stable_problems = (validated, []) if variants.stable_spec is spec else validate(name, variants.stable_spec, config.registry)
+        problems += [p for p in stable_problems if p not in problems]
+        if stable is not None:
+            target = Target(name, namespace, meta["uid"], stable.spec, stable.runtime, config.storage_initializer_image)
+            canary = None
+            if variants.canary_spec is not None and variants.state is not None:
+                canary = _canary(kube, config, target, validated, variants.state, variants.retiring)
+            try:
+                apply_children(kube, target, canary)
+            except ApiError as err:
+                apply_error = f"applying the serving objects failed: {err}"
+        else:
+            validated = None
 
     host = names.host(name, namespace, config.cluster_domain)
     served = validated is not None and apply_error is None
@@ -77,9 +155,13 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any]) -> di
         port=SERVICE_PORT if served else None,
     )
     status = compute_status(previous, observed, _now())
+    if spec.get("rollout") and variants.snapshot is None and _rolled_out(status):
+        # The first revision is stable once it serves: record it, so later changes roll out.
+        variants = Variants(stable_spec=spec, snapshot=variant_of(spec))
+    status.update(_rollout_status(previous, variants, tick, now))
     if differs(previous, status):
         kube.patch_status(namespace, name, status, previous)
-        for event in transitions(previous, status):
+        for event in transitions(previous, status) + _rollout_events(previous, status):
             try:
                 kube.post_event(body, event.type, event.reason, event.message)
             except ApiError as err:
@@ -87,3 +169,12 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any]) -> di
     if apply_error:
         raise ReconcileError(apply_error)
     return status
+
+
+def _rolled_out(status: Mapping[str, Any]) -> bool:
+    by_type = {cond["type"]: cond for cond in status.get("conditions") or ()}
+    return (
+        by_type.get(c.PROGRESSING, {}).get("reason") == c.ROLLOUT_COMPLETE
+        and by_type.get(c.AVAILABLE, {}).get("status") == c.TRUE
+        and "model" in status
+    )

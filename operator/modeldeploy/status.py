@@ -63,6 +63,21 @@ def _replicas(deployment: Mapping[str, Any] | None) -> dict[str, int]:
     }
 
 
+def deployment_ready(deployment: Mapping[str, Any] | None) -> bool:
+    """Every pod of the Deployment's latest template is ready (for model servers: the model
+    is loaded; for the router: nginx answers /healthz), and no older pod is left."""
+    if not deployment:
+        return False
+    counts = _replicas(deployment)
+    generation = (deployment.get("metadata") or {}).get("generation", 0)
+    return (
+        ((deployment.get("status") or {}).get("observedGeneration", 0) >= generation)
+        and counts["updatedReplicas"] >= counts["desiredReplicas"]
+        and counts["readyReplicas"] >= counts["desiredReplicas"] > 0
+        and counts["replicas"] == counts["updatedReplicas"]
+    )
+
+
 def _rolling_out(deployment: Mapping[str, Any], counts: Mapping[str, int]) -> bool:
     """A rollout of the Deployment's latest template has not completed yet.
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,28 +21,11 @@ from modeldeploy.api import conditions as c
 from modeldeploy.api.crd import API_VERSION, KIND
 from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
-from support import condition, wait_for
+from support import BUCKET, SECRET, condition, deploy_s3, http, service_url, wait_condition, wait_for
 
 pytestmark = [pytest.mark.serving, pytest.mark.e2e]
 
-S3_IMAGE = "modeldeploy/s3-server:0.1.0"
-BUCKET = "models"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]]  # iris 0, 50, 100
-SECRET = "s3-credentials"
-
-
-def http(method: str, url: str, body: object | None = None, raw: bytes | None = None) -> tuple[int, object]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=20) as answer:
-            status, text = answer.status, answer.read().decode()
-    except urllib.error.HTTPError as err:
-        status, text = err.code, err.read().decode()
-    try:
-        return status, json.loads(text)
-    except json.JSONDecodeError:
-        return status, text
 
 
 @pytest.fixture(scope="module")
@@ -74,29 +55,7 @@ def models() -> dict:
 @pytest.fixture(scope="module")
 def s3(kube: Kube, kube_api, namespace: str, models: dict) -> Iterator[str]:
     """The S3 server in the namespace, the models uploaded, and the credentials Secret."""
-    labels = {"app": "s3"}
-    kube.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "s3", "namespace": namespace},
-                "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
-                    "containers": [{"name": "s3", "image": S3_IMAGE, "imagePullPolicy": "IfNotPresent",
-                                    "ports": [{"containerPort": 5000}],
-                                    "readinessProbe": {"tcpSocket": {"port": 5000}, "periodSeconds": 1}}]}}}})
-    kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s3", "namespace": namespace},
-                "spec": {"selector": labels, "ports": [{"port": 5000, "targetPort": 5000}]}})
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": namespace},
-                "stringData": {"AWS_ACCESS_KEY_ID": "modeldeploy", "AWS_SECRET_ACCESS_KEY": "modeldeploy-secret",
-                               "AWS_DEFAULT_REGION": "us-east-1"}})
-    kube_api.wait_deployment_available(namespace, "s3", timeout=120)
-    base = f"http://{kube.get('v1', 'Service', namespace, 's3')['spec']['clusterIP']}:5000"
-    def create_bucket() -> bool:
-        try:
-            return http("PUT", f"{base}/{BUCKET}")[0] == 200
-        except OSError:  # the Service's rules may not be programmed yet
-            return False
-    wait_for(create_bucket, 60, what="bucket created")
-    for model in models.values():
-        status, answer = http("PUT", f"{base}/{BUCKET}/{model['key']}", raw=model["data"])
-        assert status == 200, answer
-    yield f"http://s3.{namespace}.svc.cluster.local:5000"
+    yield deploy_s3(kube, kube_api, namespace, {m["key"]: m["data"] for m in models.values()})
 
 
 def create(kube: Kube, namespace: str, name: str, endpoint: str, uri: str, fmt: str, version: str = "v1") -> dict:
@@ -104,28 +63,6 @@ def create(kube: Kube, namespace: str, name: str, endpoint: str, uri: str, fmt: 
             "spec": {"model": {"uri": uri, "format": fmt, "version": version, "secretName": SECRET, "endpoint": endpoint,
                                "downloadTimeoutSeconds": 60}}}
     return kube.request("POST", collection_path(API_VERSION, KIND, namespace), body=body)
-
-
-def wait_condition(kube: Kube, namespace: str, name: str, type_: str, status: str, reason: str | None = None, timeout: float = 240) -> dict:
-    def check():
-        md = kube.get_modeldeployment(namespace, name) or {}
-        cond = condition(md, type_)
-        return md if cond.get("status") == status and (reason is None or cond.get("reason") == reason) else None
-    return wait_for(check, timeout, interval=1, what=f"{name}: {type_}={status} {reason or ''}")
-
-
-def service_url(kube: Kube, namespace: str, name: str) -> str:
-    """The Service's address, once it answers: kube-proxy programs a newly ready endpoint
-    a moment after the pod turns ready."""
-    url = f"http://{kube.get('v1', 'Service', namespace, name)['spec']['clusterIP']}"
-
-    def answers() -> bool:
-        try:
-            return http("GET", f"{url}/v2/health/ready")[0] == 200
-        except OSError:
-            return False
-    wait_for(answers, 30, what=f"Service {name} answering")
-    return url
 
 
 def v2_request(name: str, datatype: str = "FP32") -> dict:

@@ -34,12 +34,16 @@ def test_operator_reads_the_mounted_registry_and_may_read_what_it_watches():
     rules = manifests[("ClusterRole", "modeldeploy-operator")]["rules"]
     allowed = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     from modeldeploy.handlers import WATCHED
+    from modeldeploy.k8s import Kube
 
     for selector in WATCHED:
         group, plural = (selector[0], selector[2]) if len(selector) == 3 else ("", selector[1])
         for verb in ("list", "watch"):
             assert (group, plural, verb) in allowed, (group, plural, verb)
-    assert ("modeldeploy.io", "modeldeployments", "patch") not in allowed  # never the user's spec
+    # patch on the object itself only for Kopf's finalizer while a rollout timer runs; the
+    # operator's own writes go to status (Kube has no call that patches a ModelDeployment).
+    assert ("modeldeploy.io", "modeldeployments", "update") not in allowed
+    assert not [m for m in dir(Kube) if "modeldeployment" in m and m != "get_modeldeployment"]
     assert ("modeldeploy.io", "modeldeployments/status", "patch") in allowed
 
 

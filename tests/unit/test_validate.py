@@ -24,7 +24,12 @@ INVALID = [
     ("not a quantity", "iris", {"model": S3, "resources": {"limits": {"cpu": "two"}}}, "spec.resources.limits[cpu]", ["not a Kubernetes quantity"]),
     ("negative quantity", "iris", {"model": S3, "resources": {"requests": {"cpu": "-1"}}}, "spec.resources.requests[cpu]", ["negative"]),
     ("name too long", "m" * (MAX_NAME_LENGTH + 1), {"model": S3}, "metadata.name", [str(MAX_NAME_LENGTH)]),
-    ("rollouts not acted on yet", "iris", {"model": S3, "canary": {"model": S3}, "rollout": {"stepWeight": 10}}, "spec.canary", ["not supported"]),
+    ("explicit canary not acted on yet", "iris", {"model": S3, "canary": {"model": S3}, "rollout": {"stepWeight": 10}}, "spec.canary", ["not supported"]),
+    ("provider other than router", "iris", {"model": S3, "rollout": {}, "traffic": {"provider": "istio"}}, "spec.traffic.provider", ["istio", "accepted: router"]),
+    ("two header matches", "iris", {"model": S3, "rollout": {}, "traffic": {"match": [{"header": {"name": "a", "value": "1"}}, {"header": {"name": "b", "value": "2"}}]}}, "spec.traffic.match", ["one header"]),
+    ("mirror with a match", "iris", {"model": S3, "rollout": {}, "traffic": {"mirror": True, "match": [{"cookie": {"name": "a", "value": "1"}}]}}, "spec.traffic.mirror", ["only stable's answers"]),
+    ("match without rollout", "iris", {"model": S3, "traffic": {"mirror": True}}, "spec.traffic", ["spec.rollout"]),
+    ("prometheus checks", "iris", {"model": S3, "rollout": {"analysis": {"prometheusUrl": "http://p:9090"}}}, "spec.rollout.analysis", ["not supported"]),
     ("pvc without path", "iris", {"model": {"uri": "pvc://claim", "format": "sklearn"}}, "spec.model.uri", ["pvc://CLAIM/PATH"]),
     ("s3 without bucket", "iris", {"model": {"uri": "s3:///path", "format": "sklearn"}}, "spec.model.uri", ["BUCKET"]),
     ("unknown field", "iris", {"model": S3, "replica": 3}, "spec.replica", ["not permitted"]),
@@ -78,10 +83,20 @@ def test_every_problem_is_reported_at_once(registry):
     spec = {
         "model": {"uri": "ftp://x/y", "format": "sklearn"},
         "resources": {"limits": {"cpu": "lots"}},
-        "traffic": {"provider": "router"},
+        "traffic": {"provider": "istio"},
     }
     _, problems = validate("iris", spec, registry)
-    assert {p.field for p in problems} == {"spec.model.uri", "spec.resources.limits[cpu]", "spec.traffic"}
+    assert {p.field for p in problems} == {"spec.model.uri", "spec.resources.limits[cpu]", "spec.traffic.provider"}
+
+
+def test_implicit_canary_rollout_is_valid(registry):
+    spec = {
+        "model": S3, "rollout": {"steps": [{"setWeight": 20}, {"pause": {}}], "analysis": {"interval": "10s"}},
+        "traffic": {"provider": "router", "match": [{"header": {"name": "X-Canary", "value": "yes"}}]},
+    }
+    validated, problems = validate("iris", spec, registry)
+    assert problems == []
+    assert validated.spec.rollout.steps[0].set_weight == 20
 
 
 def test_valid_gpu_and_defaults(registry):

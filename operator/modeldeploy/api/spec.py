@@ -219,6 +219,11 @@ NOT_YET = (
     "The operator validates it but does not act on it yet: a spec that sets it is reported "
     "as InvalidSpec until weighted rollouts ship."
 )
+IMPLICIT = (
+    "Implicit canary: a change of model or runtime is rolled out as a canary of the last "
+    "promoted variant (status.stable)."
+)
+ROUTER_ONLY = "Only the router provider is acted on yet; the others are reported as InvalidSpec."
 DURATION_PATTERN = r"^[0-9]+(s|m|h)$"
 
 
@@ -360,11 +365,13 @@ class ModelDeploymentSpec(Model):
     )
     pod_metadata: PodMetadata | None = Field(default=None, description=PodMetadata.__doc__)
     canary: CanaryVariant | None = Field(default=None, description=f"{CanaryVariant.__doc__} {NOT_YET}")
-    rollout: RolloutPolicy | None = Field(default=None, description=f"{RolloutPolicy.__doc__} {NOT_YET}")
-    traffic: TrafficPolicy | None = Field(default=None, description=f"{TrafficPolicy.__doc__} {NOT_YET}")
+    rollout: RolloutPolicy | None = Field(default=None, description=f"{RolloutPolicy.__doc__} {IMPLICIT}")
+    traffic: TrafficPolicy | None = Field(default=None, description=f"{TrafficPolicy.__doc__} {ROUTER_ONLY}")
     monitoring: PassThrough | None = Field(
         default=None, description=f"Prediction logging and drift monitoring. {RESERVED_NOTE}"
     )
 
 
-RESERVED_FIELDS = ("canary", "rollout", "traffic", "monitoring")
+RESERVED_FIELDS = ("canary", "monitoring")
+# Traffic providers the operator acts on today; the others are in the API already.
+SUPPORTED_PROVIDERS = ("router",)

@@ -48,11 +48,40 @@ class Address(Model):
 
 
 class CanaryStatus(Model):
-    """Weighted rollout state. Reserved: filled by the canary rollout feature."""
+    """Traffic of the canary while a rollout runs."""
 
     desired_weight: int | None = Field(default=None, description="Share of traffic asked for, in percent.")
     effective_weight: int | None = Field(
         default=None, description="Share of traffic measured at the canary, in percent."
+    )
+    measured_requests: int | None = Field(
+        default=None, description="Requests (stable + canary) the effective weight was measured over."
+    )
+    measured_at: str | None = Field(default=None, description="When the effective weight was last measured.")
+
+
+class RolloutStatus(Model):
+    """The rollout of a new revision: the planner's state, persisted so that a restarted
+    operator resumes it without repeating or skipping a step."""
+
+    revision: str | None = Field(default=None, description="Hash of the {model, runtime} being rolled out.")
+    phase: str | None = Field(
+        default=None, description="Progressing, Paused, Promoting, Succeeded, RolledBack or Failed."
+    )
+    step: int | None = Field(default=None, description="Index of the current step.")
+    weight: int | None = Field(default=None, description="Percent of requests sent to the canary.")
+    failed_checks: int | None = Field(default=None, description="Failed analysis intervals so far.")
+    step_passed: bool | None = Field(default=None, description="The current step had a passing interval.")
+    step_started_at: str | None = Field(default=None, description="When the current step started.")
+    last_verdict_at: str | None = Field(default=None, description="End of the last analysis interval counted.")
+    paused_at: str | None = Field(default=None, description="When the rollout was paused.")
+    promote_token: str | None = Field(default=None, description="Last modeldeploy.io/promote value handled.")
+    promote_full_token: str | None = Field(default=None, description="Last modeldeploy.io/promote-full value handled.")
+    message: str | None = Field(default=None, description="What happened last, or why it rolled back.")
+    last_analysis: PassThrough | None = Field(default=None, description="The last analysis verdict.")
+    ended_at: str | None = Field(default=None, description="When the rollout succeeded, rolled back or failed.")
+    retiring: bool | None = Field(
+        default=None, description="The rollout has ended and its canary and router are about to be removed."
     )
 
 
@@ -79,6 +108,10 @@ class ModelDeploymentStatus(Model):
     available_replicas: int | None = Field(default=None, description="Pods ready long enough.")
     desired_replicas: int | None = Field(default=None, description="Pods asked for.")
     canary: CanaryStatus | None = Field(default=None, description=CanaryStatus.__doc__)
+    rollout: RolloutStatus | None = Field(default=None, description=RolloutStatus.__doc__)
+    stable: PassThrough | None = Field(
+        default=None, description="The promoted {model, runtime}; a spec that differs starts a rollout."
+    )
     kopf: PassThrough | None = Field(
         default=None, description="Bookkeeping of the Kopf framework; not for users."
     )

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from .quantity import parse_quantity
 from .runtimes import DEFAULT_PORT, DEFAULT_PROTOCOL, RuntimeRegistry
-from .spec import RESERVED_FIELDS, ModelDeploymentSpec, Resources
+from .spec import RESERVED_FIELDS, SUPPORTED_PROVIDERS, ModelDeploymentSpec, Resources
 
 SUPPORTED_SCHEMES = ("s3", "gs", "http", "https", "pvc", "hf")
 # Children are named "<name>-<suffix>" and the Service "<name>"; both must stay valid
@@ -83,6 +83,10 @@ def validate(
         for f in RESERVED_FIELDS
         if getattr(parsed, f) is not None
     ]
+    problems += _check_traffic(parsed)
+    analysis = parsed.rollout.analysis if parsed.rollout else None
+    if analysis and (analysis.prometheus_url or analysis.prometheus_checks):
+        problems.append(Problem("spec.rollout.analysis", "Prometheus checks are not supported yet; remove prometheusUrl/prometheusChecks"))
     if parsed.autoscaling and parsed.autoscaling.min_replicas > parsed.autoscaling.max_replicas:
         problems.append(Problem("spec.autoscaling.minReplicas", "must not exceed maxReplicas"))
     runtime, runtime_problems = _resolve_runtime(name, parsed, registry)
@@ -90,6 +94,26 @@ def validate(
     if problems or runtime is None:
         return None, problems
     return Validated(parsed, runtime), []
+
+
+def _check_traffic(spec: ModelDeploymentSpec) -> list[Problem]:
+    """What the router can express: one header and one cookie match, mirror without them."""
+    traffic = spec.traffic
+    if traffic is None:
+        return []
+    problems = []
+    if traffic.provider not in SUPPORTED_PROVIDERS:
+        accepted = ", ".join(SUPPORTED_PROVIDERS)
+        problems.append(Problem("spec.traffic.provider", f"{traffic.provider!r} is not supported yet; accepted: {accepted}"))
+    matches = traffic.match or []
+    for kind in ("header", "cookie"):
+        if sum(1 for m in matches if getattr(m, kind)) > 1:
+            problems.append(Problem("spec.traffic.match", f"the router takes at most one {kind} match"))
+    if traffic.mirror and matches:
+        problems.append(Problem("spec.traffic.mirror", "mirror sends clients only stable's answers: remove spec.traffic.match"))
+    if spec.rollout is None and (matches or traffic.mirror):
+        problems.append(Problem("spec.traffic", "match and mirror act during a rollout: set spec.rollout"))
+    return problems
 
 
 def _from_pydantic(error: Mapping[str, Any]) -> Problem:

@@ -14,6 +14,7 @@ MODEL_VOLUME = "model-store"
 SERVER_CONTAINER = "model-server"
 INITIALIZER_CONTAINER = "storage-initializer"
 PORT_NAME = "http"
+PRESTOP_SECONDS = 5
 
 
 def model_location(target: Target) -> tuple[list[dict[str, Any]], str, bool]:
@@ -98,6 +99,9 @@ def _server(target: Target, model_dir: str, mount_path: str) -> dict[str, Any]:
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
+        # A pod removed from a Service's endpoints still gets connections until kube-proxy
+        # (and a router's upstream) catch up: keep answering a few seconds before stopping.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
         "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": mount_path, "readOnly": True}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..routing import Match, Route, render_nginx_conf
+from ..routing.router import Match, Route, render_nginx_conf
 from . import labels, names
-from .deployment import PORT_NAME
+from .deployment import PORT_NAME, PRESTOP_SECONDS
 from .service import SERVICE_PORT
 from .target import Target
 
@@ -21,6 +21,7 @@ CANARY = "canary"
 ROUTER_PORT = 8080
 CONFIG_DIR = "/etc/modeldeploy-router"
 CONFIG_KEY = "nginx.conf"
+ROUTE_ANNOTATION = f"{labels.DOMAIN}/route"
 
 
 def render_variant_service(target: Target, variant: str) -> dict[str, Any]:
@@ -55,10 +56,13 @@ def render_router(target: Target, route: Route, image: str, replicas: int = 1) -
     """ConfigMap and Deployment `<name>-router`; its pods carry the variant label `router`."""
     name = names.variant(target.name, ROUTER)
     router_labels = labels.variant(target.name, ROUTER)
+    config_meta = target.metadata(name, router_labels)
+    # What the router pods answer in X-Modeldeploy-Route once they have loaded this config.
+    config_meta["annotations"] = {ROUTE_ANNOTATION: route.fingerprint()}
     config = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": target.metadata(name, router_labels),
+        "metadata": config_meta,
         "data": {CONFIG_KEY: render_nginx_conf(route)},
     }
     container = {
@@ -68,6 +72,9 @@ def render_router(target: Target, route: Route, image: str, replicas: int = 1) -
         "ports": [{"name": PORT_NAME, "containerPort": ROUTER_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "periodSeconds": 1},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "periodSeconds": 10},
+        # Keep answering while kube-proxy stops sending new connections here (the Service
+        # moves back to the stable pods in the same pass that deletes the router).
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
         "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,

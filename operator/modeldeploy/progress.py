@@ -1,0 +1,174 @@
+"""The analysis loop of one rollout: scrape, judge, plan. Called by a Kopf timer.
+
+Every tick reads the rollout state from status, never from memory, so a restarted
+operator resumes where status says. Only the scrapes that open the current window are
+kept in memory: after a restart the first tick just takes a new baseline and judges
+nothing, so no interval is counted twice and no step is repeated or skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .analysis.window import Measure, Scrape, judge, measure
+from .api import conditions as c
+from .api.spec import ModelDeploymentSpec
+from .k8s import Kube
+from .k8s.scrape import scrape_pods, served_routes
+from .render import labels, names
+from .render.router import CANARY, ROUTE_ANNOTATION, ROUTER, ROUTER_PORT
+from .rollout import Controls, IntervalResult, Phase, RolloutState, plan
+from .rollout.record import checks_of, from_status, parse_duration, policy_steps, revision
+from .rollout.variants import variant_of
+from .routing.router import ROUTE_HEADER
+from .status import deployment_ready
+
+log = logging.getLogger(__name__)
+PROMOTE = f"{labels.DOMAIN}/promote"
+PROMOTE_FULL = f"{labels.DOMAIN}/promote-full"
+# Without spec.rollout.analysis the effective weight is still measured, this often.
+MEASURE_INTERVAL = 10.0
+
+
+@dataclass
+class Window:
+    """The scrapes that open the current analysis window and the current weight."""
+
+    revision: str
+    weight: int
+    opened: Scrape  # start of the analysis interval
+    at_weight: Scrape  # first scrape at this weight: the effective weight is measured since
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one tick decided: the next state and, when a window closed, what it measured."""
+
+    state: RolloutState
+    revision: str
+    measure: Measure | None = None
+    verdict: Mapping[str, Any] | None = None
+    at: float | None = None
+
+
+class Windows:
+    """Open windows per ModelDeployment, in the operator's memo."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str], Window] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Window | None:
+        with self._guard:
+            return self._windows.get(key)
+
+    def put(self, key: tuple[str, str], window: Window | None) -> None:
+        with self._guard:
+            if window is None:
+                self._windows.pop(key, None)
+            else:
+                self._windows[key] = window
+
+
+def stable_rolled_out(status: Mapping[str, Any], rev: str) -> bool:
+    """The stable Deployment runs ``rev`` and has completed rolling it out."""
+    snapshot = status.get("stable")
+    done = any(
+        cond.get("type") == c.PROGRESSING and cond.get("reason") == c.ROLLOUT_COMPLETE
+        for cond in status.get("conditions") or ()
+    )
+    return snapshot is not None and revision(snapshot) == rev and done
+
+
+def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> Tick | None:
+    """Advance the rollout of ``body`` by one tick; None when there is nothing to advance."""
+    meta, status = body["metadata"], body.get("status") or {}
+    name, namespace = meta["name"], meta["namespace"]
+    key = (namespace, name)
+    if not status.get("rollout"):
+        windows.put(key, None)
+        return None
+    state, rev = from_status(status["rollout"])
+    try:
+        spec = ModelDeploymentSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError:
+        return None  # reconcile reports it
+    if spec.rollout is None or rev != revision(variant_of(body.get("spec") or {})) or state.phase not in (
+        Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING
+    ):
+        windows.put(key, None)
+        return None
+
+    policy = spec.rollout
+    analysis = policy.analysis
+    interval = parse_duration(analysis.interval) if analysis else MEASURE_INTERVAL
+    canary_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name, CANARY))
+    router_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name, ROUTER))
+    canary_ready = deployment_ready(canary_dep) and deployment_ready(router_dep) and _service_on_router(kube, namespace, name)
+
+    result: Measure | None = None
+    verdict: IntervalResult | None = None
+    details: dict[str, Any] | None = None
+    window = windows.get(key)
+    if state.weight > 0 and state.phase != Phase.PROMOTING and _route_in_effect(kube, namespace, name):
+        stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
+        scrape = Scrape(
+            now,
+            scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name)), _port(stable_dep)),
+            scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name, CANARY)), _port(canary_dep)),
+        )
+        if window is None or window.revision != rev or window.weight != state.weight:
+            windows.put(key, Window(rev, state.weight, scrape, scrape))
+        elif now - window.opened.at >= interval:
+            result = measure(window.at_weight, scrape, name)
+            if analysis:
+                judged = judge(window.opened, scrape, name, checks_of(analysis), analysis.min_requests)
+                verdict = IntervalResult(judged.outcome, now, judged.message)
+                details = {"outcome": judged.outcome.value, "message": judged.message, "requests": judged.requests}
+            window.opened = scrape
+    elif state.weight == 0 or state.phase == Phase.PROMOTING:
+        windows.put(key, None)
+    # else: the router has not loaded the weight yet; the open window, if any, waits.
+
+    annotations = meta.get("annotations") or {}
+    controls = Controls(
+        paused=policy.paused, abort=policy.abort,
+        promote=annotations.get(PROMOTE), promote_full=annotations.get(PROMOTE_FULL),
+    )
+    nxt = plan(
+        policy_steps(policy), state, now=now, canary_ready=canary_ready, verdict=verdict, controls=controls,
+        threshold=analysis.threshold if analysis else 1, analysis=analysis is not None,
+        progress_deadline=policy.progress_deadline_seconds,
+        promoted=state.phase == Phase.PROMOTING and stable_rolled_out(status, rev),
+    )
+    return Tick(nxt, rev, result, details, now if result else None)
+
+
+def _route_in_effect(kube: Kube, namespace: str, name: str) -> bool:
+    """Every router pod serves the route of the router ConfigMap (Argo's VerifyWeight):
+    only then do the counters measure the weight in status."""
+    router = names.variant(name, ROUTER)
+    config = kube.get("v1", "ConfigMap", namespace, router)
+    wanted = ((config or {}).get("metadata", {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
+    pods = kube.list("v1", "Pod", namespace, labels.selector(name, ROUTER))
+    return wanted is not None and served_routes(pods, ROUTER_PORT, ROUTE_HEADER) == {wanted}
+
+
+def _service_on_router(kube: Kube, namespace: str, name: str) -> bool:
+    service = kube.get("v1", "Service", namespace, names.service(name))
+    return ((service or {}).get("spec") or {}).get("selector") == labels.selector(name, ROUTER)
+
+
+def _port(deployment: Mapping[str, Any] | None) -> int:
+    """The model server's container port, from the canary Deployment (both variants share
+    the Service port name, not necessarily the number)."""
+    containers = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or [{}]
+    for port in containers[0].get("ports") or ():
+        return int(port["containerPort"])
+    return 8080

@@ -1,0 +1,135 @@
+"""PURE bridge between the rollout planner and the ModelDeployment: the revision of a
+spec, the steps of a RolloutPolicy, and RolloutState as it is persisted in status.
+
+status.rollout is the only memory of a rollout that survives a restart, so everything
+``plan`` needs to neither repeat nor skip a step round-trips through it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from ..analysis import Check, LatencyQuantile, SuccessRate
+from ..api.spec import Analysis, RolloutPolicy
+from .plan import TERMINAL, Phase, RolloutState
+from .steps import Pause, SetWeight, Step, weight_steps
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+REVISION_LENGTH = 10
+
+
+def revision(variant: Mapping[str, Any]) -> str:
+    """Short hash of the canonical JSON of {model, runtime}: equal specs, equal revisions,
+    however the keys were ordered (a GitOps tool may reorder them)."""
+    canonical = json.dumps({"model": variant.get("model"), "runtime": variant.get("runtime")}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_LENGTH]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "30s", "5m" or "1h" (the CRD's DURATION_PATTERN)."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit():
+        raise ValueError(f"duration {text!r} is not a number followed by s, m or h")
+    return float(int(number) * _UNITS[unit])
+
+
+def policy_steps(policy: RolloutPolicy) -> list[Step]:
+    """Explicit steps, else stepWeight/maxWeight (maxWeight defaults to 100), else one
+    step straight to 100% (the canary is promoted after one passing interval)."""
+    if policy.steps:
+        return [
+            SetWeight(s.set_weight) if s.set_weight is not None
+            else Pause(parse_duration(s.pause.duration) if s.pause and s.pause.duration else None)
+            for s in policy.steps
+        ]
+    if policy.step_weight:
+        return weight_steps(policy.step_weight, policy.max_weight or 100)
+    return [SetWeight(100)]
+
+
+def checks_of(analysis: Analysis) -> list[Check]:
+    """The built-in checks an Analysis asks for, success rate first (stable messages)."""
+    checks: list[Check] = []
+    if analysis.success_rate is not None:
+        checks.append(SuccessRate(analysis.success_rate))
+    if analysis.latency is not None:
+        checks.append(LatencyQuantile(analysis.latency.quantile, analysis.latency.max_seconds))
+    return checks
+
+
+def active(state: RolloutState) -> bool:
+    return state.phase not in TERMINAL
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+_TIMES = {"step_started": "stepStartedAt", "last_verdict_at": "lastVerdictAt", "paused_at": "pausedAt"}
+
+
+def to_status(state: RolloutState, rev: str) -> dict[str, Any]:
+    """status.rollout: camelCase, timestamps as RFC 3339 with microseconds (a verdict's
+    time is compared with the next one's, so a whole-second rounding could count it twice)."""
+    out: dict[str, Any] = {
+        "revision": rev,
+        "phase": state.phase.value,
+        "step": state.step,
+        "weight": state.weight,
+        "failedChecks": state.failed_checks,
+        "stepPassed": state.step_passed,
+        "message": state.message,
+    }
+    for attr, key in _TIMES.items():
+        value = iso(getattr(state, attr))
+        if value is not None:
+            out[key] = value
+    if state.promote is not None:
+        out["promoteToken"] = state.promote
+    if state.promote_full is not None:
+        out["promoteFullToken"] = state.promote_full
+    return out
+
+
+def from_status(data: Mapping[str, Any]) -> tuple[RolloutState, str]:
+    """The inverse of ``to_status``."""
+    state = RolloutState(
+        phase=Phase(data.get("phase", Phase.PROGRESSING.value)),
+        step=int(data.get("step", 0)),
+        weight=int(data.get("weight", 0)),
+        failed_checks=int(data.get("failedChecks", 0)),
+        step_passed=bool(data.get("stepPassed", False)),
+        message=str(data.get("message", "")),
+        promote=data.get("promoteToken"),
+        promote_full=data.get("promoteFullToken"),
+        **{attr: epoch(data.get(key)) for attr, key in _TIMES.items()},
+    )
+    return state, str(data.get("revision", ""))
+
+
+def changes(before: RolloutState | None, after: RolloutState) -> list[tuple[str, str, str]]:
+    """(type, reason, message) events for a phase or step change; none for a repeat."""
+    if before is not None and (before.phase, before.step, before.weight) == (after.phase, after.step, after.weight):
+        return []
+    bad = after.phase in (Phase.ROLLED_BACK, Phase.FAILED)
+    reason = "Rollout" + after.phase.value
+    message = after.message if after.phase in TERMINAL else f"{after.message} (canary weight {after.weight}%)"
+    return [("Warning" if bad else "Normal", reason, message)]
+
+
+def fresh() -> RolloutState:
+    """A rollout that has just been noticed: no traffic until the canary is ready."""
+    return dataclasses.replace(RolloutState(), message="waiting for the canary pods to load the model")

@@ -1,0 +1,93 @@
+"""One tick of the analysis loop with the cluster and the pods faked: a restart only takes a
+baseline, a failing window rolls back, a passing one advances the step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modeldeploy import progress
+from modeldeploy.progress import Windows, tick
+from modeldeploy.render import labels
+from modeldeploy.rollout import Phase, RolloutState
+from modeldeploy.rollout.record import revision, to_status
+from modeldeploy.rollout.variants import variant_of
+
+pytestmark = pytest.mark.canary
+
+V1 = {"uri": "s3://m/iris/v1", "format": "sklearn"}
+V2 = {"uri": "s3://m/iris/v2", "format": "sklearn"}
+READY = {"metadata": {"generation": 1}, "spec": {"replicas": 1, "template": {"spec": {"containers": [{"ports": [{"containerPort": 8080}]}]}}},
+         "status": {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}}
+
+
+def text(ok: int, errors: int = 0) -> str:
+    return (
+        f'modeldeploy_requests_total{{code="200",model="iris",protocol="v1"}} {ok}\n'
+        f'modeldeploy_requests_total{{code="500",model="iris",protocol="v1"}} {errors}\n'
+    )
+
+
+class Fake:
+    """The cluster as tick() reads it, and what each variant's pods have counted so far."""
+
+    def __init__(self) -> None:
+        self.counts = {"stable": text(0), "canary": text(0)}
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if kind == "Deployment":
+            return READY
+        if kind == "ConfigMap":
+            return {"metadata": {"annotations": {"modeldeploy.io/route": "r1"}}}
+        return {"spec": {"selector": labels.selector("iris", "router")}}
+
+    def list(self, api_version: str, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        return [{"variant": selector[labels.VARIANT]}]
+
+
+@pytest.fixture
+def fake(monkeypatch) -> Fake:
+    cluster = Fake()
+    monkeypatch.setattr(progress, "served_routes", lambda pods, port, header: {"r1"})
+    monkeypatch.setattr(progress, "scrape_pods", lambda pods, port: {p["variant"]: cluster.counts[p["variant"]] for p in pods})
+    return cluster
+
+
+def body(state: RolloutState, analysis: dict | None = None) -> dict[str, Any]:
+    spec = {"model": V2, "rollout": {"steps": [{"setWeight": 20}, {"setWeight": 50}], "analysis": analysis or {"interval": "10s", "minRequests": 10}}}
+    status = {"stable": {"model": V1, "runtime": None}, "rollout": to_status(state, revision(variant_of(spec)))}
+    return {"metadata": {"name": "iris", "namespace": "ml"}, "spec": spec, "status": status}
+
+
+AT_20 = RolloutState(step=0, step_started=1000.0, weight=20)
+
+
+def test_the_first_tick_after_a_restart_only_takes_a_baseline(fake):
+    fake.counts = {"stable": text(800), "canary": text(200, errors=50)}
+    result = tick(fake, Windows(), body(AT_20), 1100.0)
+    assert result.state == AT_20 and result.measure is None and result.verdict is None
+
+
+def test_a_passing_window_advances_and_measures_the_weight(fake):
+    windows = Windows()
+    tick(fake, windows, body(AT_20), 1100.0)
+    fake.counts = {"stable": text(80), "canary": text(20)}
+    assert tick(fake, windows, body(AT_20), 1105.0).measure is None  # the interval has not elapsed
+    result = tick(fake, windows, body(AT_20), 1110.0)
+    assert (result.measure.effective_weight, result.measure.requests) == (20, 100)
+    assert result.verdict["outcome"] == "Success"
+    assert (result.state.step, result.state.weight) == (1, 50)
+
+
+def test_a_failing_window_rolls_back(fake):
+    windows = Windows()
+    tick(fake, windows, body(AT_20), 1100.0)
+    fake.counts = {"stable": text(80), "canary": text(10, errors=10)}
+    result = tick(fake, windows, body(AT_20), 1110.0)
+    assert result.state.phase == Phase.ROLLED_BACK and result.state.weight == 0
+    assert "success rate" in result.state.message
+
+
+def test_nothing_to_do_for_an_ended_rollout(fake):
+    assert tick(fake, Windows(), body(RolloutState(phase=Phase.SUCCEEDED)), 1100.0) is None
