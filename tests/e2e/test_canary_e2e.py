@@ -189,7 +189,10 @@ def test_twenty_percent_of_2000_requests_reach_the_canary_and_status_agrees(kube
         return status if status.get("measuredAt", "") > sent_at and status.get("measuredRequests", 0) >= REQUESTS else None
     status = wait_for(measured, 60, interval=1, what="effective weight measured over the 2,000 requests")
     assert abs(status["effectiveWeight"] - WEIGHT) <= TOLERANCE, status
-    assert abs(status["effectiveWeight"] - share) <= 1, (status, share)
+    # The operator counts every request since the weight took effect (the route checks and
+    # any other client's too), not only these 2,000: two samples of one 20% split, which
+    # agree to within the issue's ±3 points, not to the request.
+    assert abs(status["effectiveWeight"] - share) <= TOLERANCE, (status, share)
 
 
 def test_header_match_sends_every_such_request_to_the_canary(canary):
