@@ -34,9 +34,16 @@ WATCHED: tuple[tuple[str, ...], ...] = (
     ("v1", "pods"),
 )
 MANAGED = f"{labels.MANAGED_BY}={labels.MANAGER}"
+log = logging.getLogger(__name__)
 # How often a running rollout is looked at; analysis intervals (>= 10 s) are measured in ticks.
 TICK_SECONDS = 2.0
 ACTIVE_PHASES = ("Progressing", "Paused", "Promoting")
+
+
+def rolling_out(status: Mapping[str, Any]) -> bool:
+    """A running (or retiring) rollout: the ticker advances it."""
+    rollout = status.get("rollout") or {}
+    return rollout.get("phase") in ACTIVE_PHASES or bool(rollout.get("retiring"))
 
 
 class Operator:
@@ -48,6 +55,9 @@ class Operator:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self.windows = Windows()
         self._guard = threading.Lock()
+        self._rolling: set[tuple[str, str]] = set()  # ModelDeployments the ticker advances
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def lock(self, namespace: str, name: str) -> threading.Lock:
         """One reconcile at a time per ModelDeployment, whichever event triggered it."""
@@ -57,6 +67,19 @@ class Operator:
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:
             self._locks.pop((namespace, name), None)
+            self._rolling.discard((namespace, name))
+
+    def _track(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Every pass says whether its ModelDeployment has a rollout for the ticker."""
+        with self._guard:
+            if rolling_out(status):
+                self._rolling.add((namespace, name))
+            else:
+                self._rolling.discard((namespace, name))
+
+    def rolling(self) -> list[tuple[str, str]]:
+        with self._guard:
+            return sorted(self._rolling)
 
     def reconcile(self, namespace: str, name: str) -> None:
         """Reconcile the ModelDeployment as it is now.
@@ -69,7 +92,7 @@ class Operator:
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self.forget(namespace, name)
                 return
-            reconcile(self.kube, self.config, body)
+            self._track(namespace, name, reconcile(self.kube, self.config, body))
 
     def advance(self, namespace: str, name: str) -> None:
         """One tick of the rollout's analysis loop, then the same reconcile pass with the
@@ -77,9 +100,38 @@ class Operator:
         with self.lock(namespace, name):
             body = self.kube.get_modeldeployment(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
+                self.forget(namespace, name)
                 return
             planned = tick(self.kube, self.windows, body, time.time())
-            reconcile(self.kube, self.config, body, planned)
+            self._track(namespace, name, reconcile(self.kube, self.config, body, planned))
+
+    # The rollout ticker: a thread of the operator's own rather than a Kopf timer, which
+    # would put a finalizer on every ModelDeployment with a rollout, and an operator
+    # uninstalled mid-rollout would leave that finalizer blocking the object's deletion.
+    # Nothing is lost on a restart: the resume handler's pass finds the rollouts again.
+
+    def start_ticker(self) -> None:
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick_forever, name="modeldeploy-rollouts", daemon=True)
+        self._ticker.start()
+
+    def stop_ticker(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=TICK_SECONDS * 5)
+
+    def _tick_forever(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            for namespace, name in self.rolling():
+                if self._stop.is_set():
+                    return
+                try:
+                    self.advance(namespace, name)
+                except (ApiError, ReconcileError) as err:
+                    # The next tick retries; status already says why.
+                    log.warning("rollout tick of %s/%s failed: %s", namespace, name, err)
+                except Exception:  # noqa: BLE001 - one broken rollout must not stop the others
+                    log.exception("rollout tick of %s/%s failed", namespace, name)
 
 
 @kopf.on.startup()
@@ -90,8 +142,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.progress_storage = kopf.StatusProgressStorage(
         field="status.kopf.progress", touch_field="status.kopf.dummy"
     )
-    # Kopf's finalizer exists only while a rollout's timer runs (see rolling_out); name it
-    # after what it guards.
+    # No handler needs a finalizer. Operators before 0.2 put this one on ModelDeployments
+    # with a running rollout (a Kopf timer); under its name Kopf removes it where it is left.
     settings.persistence.finalizer = f"{labels.DOMAIN}/rollout"
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 30
@@ -104,6 +156,14 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings.watching.label_selectors[selector] = MANAGED
     config = memo.get("config") or OperatorConfig.from_env()
     memo["operator"] = Operator(config, Kube.from_environment(config.field_manager))
+    memo["operator"].start_ticker()
+
+
+@kopf.on.cleanup()
+def stop(memo: kopf.Memo, **_: Any) -> None:
+    operator = memo.get("operator")
+    if operator is not None:
+        operator.stop_ticker()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -114,21 +174,6 @@ def reconcile_modeldeployment(body: kopf.Body, memo: kopf.Memo, retry: int, **_:
         memo["operator"].reconcile(body["metadata"]["namespace"], body["metadata"]["name"])
     except (ApiError, ReconcileError) as err:
         raise kopf.TemporaryError(str(err), delay=min(2 ** retry, MAX_BACKOFF)) from err
-
-
-def rolling_out(status: Mapping[str, Any], **_: Any) -> bool:
-    """Only objects with a running (or retiring) rollout get the timer, hence Kopf's finalizer."""
-    rollout = status.get("rollout") or {}
-    return rollout.get("phase") in ACTIVE_PHASES or bool(rollout.get("retiring"))
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, when=rolling_out)
-def analyse_rollout(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    try:
-        memo["operator"].advance(body["metadata"]["namespace"], body["metadata"]["name"])
-    except (ApiError, ReconcileError) as err:
-        # The next tick retries; status already says why.
-        logger.warning("rollout tick failed: %s", err)
 
 
 def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:

@@ -1,4 +1,4 @@
-"""The analysis loop of one rollout: scrape, judge, plan. Called by a Kopf timer.
+"""The analysis loop of one rollout: scrape, judge, plan. Called by the operator's rollout ticker (handlers.py).
 
 Every tick reads the rollout state from status, never from memory, so a restarted
 operator resumes where status says. Only the scrapes that open the current window are
@@ -116,7 +116,10 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
     verdict: IntervalResult | None = None
     details: dict[str, Any] | None = None
     window = windows.get(key)
-    if state.weight > 0 and state.phase != Phase.PROMOTING and _route_in_effect(kube, namespace, name):
+    in_effect = _route_in_effect(kube, namespace, name)
+    if not in_effect:
+        nudge_router(kube, namespace, name)
+    if state.weight > 0 and state.phase != Phase.PROMOTING and in_effect:
         stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
         scrape = Scrape(
             now,
@@ -146,6 +149,7 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
         threshold=analysis.threshold if analysis else 1, analysis=analysis is not None,
         progress_deadline=policy.progress_deadline_seconds,
         promoted=state.phase == Phase.PROMOTING and stable_rolled_out(status, rev),
+        route_in_effect=in_effect or state.weight == 0,
     )
     return Tick(nxt, rev, result, details, now if result else None)
 
@@ -158,6 +162,25 @@ def _route_in_effect(kube: Kube, namespace: str, name: str) -> bool:
     wanted = ((config or {}).get("metadata", {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
     pods = kube.list("v1", "Pod", namespace, labels.selector(name, ROUTER))
     return wanted is not None and served_routes(pods, ROUTER_PORT, ROUTE_HEADER) == {wanted}
+
+
+def nudge_router(kube: Kube, namespace: str, name: str) -> None:
+    """Have the kubelet refresh the router pods' config volume now.
+
+    A kubelet refreshes a ConfigMap volume on its periodic pod sync (about a minute, plus
+    its cache's lifetime) or when the pod itself changes: annotating each router pod with
+    the wanted route makes the new config reach nginx within about a second instead of
+    60-90 s (measured on the local cluster). Each pod is annotated once per route.
+    """
+    router = names.variant(name, ROUTER)
+    config = kube.get("v1", "ConfigMap", namespace, router)
+    wanted = ((config or {}).get("metadata", {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
+    if wanted is None:
+        return
+    for pod in kube.list("v1", "Pod", namespace, labels.selector(name, ROUTER)):
+        meta = pod["metadata"]
+        if (meta.get("annotations") or {}).get(ROUTE_ANNOTATION) != wanted and not meta.get("deletionTimestamp"):
+            kube.patch("v1", "Pod", namespace, meta["name"], {"metadata": {"annotations": {ROUTE_ANNOTATION: wanted}}})
 
 
 def _service_on_router(kube: Kube, namespace: str, name: str) -> bool:

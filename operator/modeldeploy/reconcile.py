@@ -29,6 +29,8 @@ from .rollout.variants import Variants, decide, ended_at, variant_of
 from .status import Event, Observed, compute_status, deployment_ready, differs, transitions
 
 log = logging.getLogger(__name__)
+# Analysis verdicts kept in status.rollout.analyses (the CRD allows at most 10).
+ANALYSES_KEPT = 10
 
 
 class ReconcileError(Exception):
@@ -79,10 +81,14 @@ def _rollout_status(previous: Mapping[str, Any], variants: Variants, tick: Tick 
     before = previous.get("rollout") or {}
     same = before.get("revision") == variants.revision
     out["rollout"] = to_status(variants.state, variants.revision)
+    history = list(before.get("analyses") or []) if same else []
     if tick is not None and tick.verdict is not None:
         out["rollout"]["lastAnalysis"] = {**tick.verdict, "at": _now()}
+        history = (history + [out["rollout"]["lastAnalysis"]])[-ANALYSES_KEPT:]
     elif same and before.get("lastAnalysis"):
         out["rollout"]["lastAnalysis"] = before["lastAnalysis"]
+    if history:
+        out["rollout"]["analyses"] = history
     live = variants.state.phase not in TERMINAL
     if not live:
         # endedAt lets the next passes prune the canary and the router after RETIRE_SECONDS.

@@ -9,11 +9,8 @@ and the operator measures the split from both variants' /metrics.
 
 from __future__ import annotations
 
-import io
-import threading
 import time
 import uuid
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +21,12 @@ from modeldeploy.api.crd import API_VERSION, KIND
 from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
 from modeldeploy.render import labels
-from modeldeploy.routing.router import ROUTE_HEADER, VARIANT_HEADER
-from support import BUCKET, SECRET, deploy_s3, service_url, wait_condition, wait_for
+from modeldeploy.routing.router import ROUTE_HEADER
+from rollout_support import NAME, Probe, iris_objects, model, predict, rollout
+from support import BUCKET, deploy_s3, service_url, wait_condition, wait_for
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
 
-NAME = "iris"
-ROWS = [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4]]
 REQUESTS = 2000
 WEIGHT = 20
 TOLERANCE = 3
@@ -39,85 +35,7 @@ HEADER = ("X-Canary", "yes")
 
 @pytest.fixture(scope="module")
 def s3(kube: Kube, kube_api, namespace: str) -> str:
-    """Two versions of an iris model (different fits, so either could be told apart)."""
-    import joblib
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    X, y = load_iris(return_X_y=True)
-    objects = {}
-    for version, c in (("v1", 1.0), ("v2", 0.5)):
-        out = io.BytesIO()
-        joblib.dump(LogisticRegression(max_iter=500, C=c).fit(X, y), out)
-        objects[f"iris/{version}/model.joblib"] = out.getvalue()
-    objects["iris/broken/model.joblib"] = broken_model(X, y)
-    return deploy_s3(kube, kube_api, namespace, objects)
-
-
-def broken_model(X, y) -> bytes:
-    """A model that loads, passes the input checks, and fails every prediction with an
-    error the model server answers with a 500 (zlib.error is none of the input errors)."""
-    import zlib
-
-    import joblib
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
-
-    pipeline = make_pipeline(FunctionTransformer(), LogisticRegression(max_iter=500)).fit(X, y)
-    pipeline.steps[0][1].func = zlib.decompress
-    out = io.BytesIO()
-    joblib.dump(pipeline, out)
-    return out.getvalue()
-
-
-def model(version: str, endpoint: str) -> dict:
-    return {"uri": f"s3://{BUCKET}/iris/{version}", "format": "sklearn", "version": version,
-            "secretName": SECRET, "endpoint": endpoint, "downloadTimeoutSeconds": 60}
-
-
-def predict(url: str, request_id: str, headers: dict[str, str] | None = None, name: str = NAME) -> tuple[int, str | None]:
-    """(HTTP status, variant that answered); status 0 when the connection failed."""
-    body = b'{"instances": ' + str(ROWS).encode() + b"}"
-    request = urllib.request.Request(
-        f"{url}/v1/models/{name}:predict", data=body, method="POST",
-        headers={"Content-Type": "application/json", "X-Request-Id": request_id, **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=20) as answer:
-            answer.read()
-            return answer.status, answer.headers.get(VARIANT_HEADER)
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers.get(VARIANT_HEADER)
-    except OSError:
-        return 0, None
-
-
-class Probe:
-    """Requests one after another through the Service for as long as it runs, counting
-    every answer that is not a 200 (connection failures included)."""
-
-    def __init__(self, url: str):
-        self.url, self.sent, self.failed = url, 0, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            answer = predict(self.url, f"probe-{uuid.uuid4().hex}")
-            self.sent += 1
-            if answer[0] != 200:
-                self.failed.append(answer)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-
-def rollout(kube: Kube, namespace: str, name: str = NAME) -> dict:
-    md = kube.get_modeldeployment(namespace, name) or {}
-    return md.get("status") or {}
+    return deploy_s3(kube, kube_api, namespace, iris_objects())
 
 
 @pytest.fixture(scope="module")
@@ -257,11 +175,11 @@ def test_an_erroring_canary_is_rolled_back_within_interval_times_threshold(kube,
     wait_for(on_stable, 30, what="Service endpoints back on the stable pods")
     after = [predict(url, uuid.uuid4().hex, name=name)[0] for _ in range(50)]
     assert after == [200] * 50
-    # The canary and the router are pruned shortly after, and Kopf's finalizer goes with the timer.
+    # The canary and the router are pruned shortly after; no finalizer ever blocks deletion.
     def retired() -> bool:
         md = kube.get_modeldeployment(namespace, name) or {}
         return (kube.get("apps/v1", "Deployment", namespace, f"{name}-canary") is None
                 and kube.get("apps/v1", "Deployment", namespace, f"{name}-router") is None
                 and not md["metadata"].get("finalizers"))
-    wait_for(retired, 60, what="canary and router pruned, finalizer removed")
+    wait_for(retired, 60, what="canary and router pruned, no finalizer")
     assert rollout(kube, namespace, name)["rollout"]["phase"] == "RolledBack"

@@ -40,8 +40,8 @@ def test_operator_reads_the_mounted_registry_and_may_read_what_it_watches():
         group, plural = (selector[0], selector[2]) if len(selector) == 3 else ("", selector[1])
         for verb in ("list", "watch"):
             assert (group, plural, verb) in allowed, (group, plural, verb)
-    # patch on the object itself only for Kopf's finalizer while a rollout timer runs; the
-    # operator's own writes go to status (Kube has no call that patches a ModelDeployment).
+    # patch on the object itself only so that Kopf can remove the finalizer older versions
+    # left; the operator's own writes go to status (Kube has no call that patches a ModelDeployment).
     assert ("modeldeploy.io", "modeldeployments", "update") not in allowed
     assert not [m for m in dir(Kube) if "modeldeployment" in m and m != "get_modeldeployment"]
     assert ("modeldeploy.io", "modeldeployments/status", "patch") in allowed

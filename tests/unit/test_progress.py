@@ -3,6 +3,7 @@ baseline, a failing window rolls back, a passing one advances the step."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -66,7 +67,9 @@ AT_20 = RolloutState(step=0, step_started=1000.0, weight=20)
 def test_the_first_tick_after_a_restart_only_takes_a_baseline(fake):
     fake.counts = {"stable": text(800), "canary": text(200, errors=50)}
     result = tick(fake, Windows(), body(AT_20), 1100.0)
-    assert result.state == AT_20 and result.measure is None and result.verdict is None
+    # Nothing judged; the router serves the route, so the step's weight is confirmed.
+    assert result.state == dataclasses.replace(AT_20, step_routed_at=1100.0)
+    assert result.measure is None and result.verdict is None
 
 
 def test_a_passing_window_advances_and_measures_the_weight(fake):
@@ -91,3 +94,32 @@ def test_a_failing_window_rolls_back(fake):
 
 def test_nothing_to_do_for_an_ended_rollout(fake):
     assert tick(fake, Windows(), body(RolloutState(phase=Phase.SUCCEEDED)), 1100.0) is None
+
+
+class RouterPods:
+    """A router ConfigMap that wants route r2 and three router pods: one already annotated
+    with r2, one with the old r1, one terminating."""
+
+    def __init__(self) -> None:
+        self.patched: list[tuple[str, dict]] = []
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        assert (kind, name) == ("ConfigMap", "iris-router")
+        return {"metadata": {"annotations": {"modeldeploy.io/route": "r2"}}}
+
+    def list(self, api_version: str, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        assert selector == labels.selector("iris", "router")
+        return [
+            {"metadata": {"name": "a", "annotations": {"modeldeploy.io/route": "r2"}}},
+            {"metadata": {"name": "b", "annotations": {"modeldeploy.io/route": "r1"}}},
+            {"metadata": {"name": "c", "deletionTimestamp": "2026-01-01T00:00:00Z"}},
+        ]
+
+    def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict) -> None:
+        self.patched.append((name, patch))
+
+
+def test_router_pods_without_the_wanted_route_are_annotated_once():
+    kube = RouterPods()
+    progress.nudge_router(kube, "ml", "iris")
+    assert kube.patched == [("b", {"metadata": {"annotations": {"modeldeploy.io/route": "r2"}}})]

@@ -36,6 +36,8 @@ def test_healthy_canary_walks_every_step_then_promotes():
     assert (s.step, s.weight) == (0, 20)  # inconclusive neither advances nor fails
     s = plan(STEPS, s, now=60, canary_ready=True, verdict=ok(60))
     assert (s.step, s.weight, s.step_started) == (1, 20, 60)  # Pause(60) keeps the weight
+    s = plan(STEPS, s, now=61, canary_ready=True)
+    assert s.step_routed_at == 61  # the pause is timed from the first pass that saw the route
     s = plan(STEPS, s, now=100, canary_ready=True, verdict=ok(90))
     assert s.step == 1
     s = plan(STEPS, s, now=121, canary_ready=True)
@@ -85,11 +87,12 @@ def test_abort_returns_traffic_to_stable_at_once():
 def test_pause_freezes_the_step_clock():
     s = plan(STEPS, RolloutState(), now=0, canary_ready=True)
     s = plan(STEPS, s, now=10, canary_ready=True, verdict=ok(10))  # into Pause(60) at t=10
+    s = plan(STEPS, s, now=11, canary_ready=True)  # its weight in effect from t=11
     s = plan(STEPS, s, now=20, canary_ready=True, controls=Controls(paused=True))
     assert s.phase == Phase.PAUSED
     s = plan(STEPS, s, now=500, canary_ready=True, controls=Controls(paused=True))
     assert s.step == 1
-    # Paused from t=20 to t=520: 10 s of the 60 s had run, 50 s remain from the resume.
+    # Paused from t=20 to t=520: 9 s of the 60 s had run, 51 s remain from the resume.
     s = plan(STEPS, s, now=520, canary_ready=True)
     assert (s.phase, s.step) == (Phase.PROGRESSING, 1)
     s = plan(STEPS, s, now=569, canary_ready=True)
@@ -114,14 +117,38 @@ def test_no_passing_analysis_within_the_deadline_fails():
     assert (s.phase, s.weight) == (Phase.FAILED, 0)
 
 
-def test_without_analysis_weights_advance_each_pass():
+def test_without_analysis_each_weight_advances_once_it_is_in_effect():
     s = RolloutState()
     weights = []
     for now in range(5):
         s = plan(weight_steps(30, 90), s, now=now, canary_ready=True, analysis=False)
         weights.append(s.weight)
-    assert weights == [60, 90, 100, 100, 100]
+    assert weights == [30, 60, 90, 100, 100]
     assert s.phase == Phase.PROMOTING
+
+
+def test_a_weight_waits_for_the_route_and_fails_at_the_deadline_if_it_never_takes_effect():
+    s = plan(weight_steps(30, 90), RolloutState(), now=0, canary_ready=True, analysis=False)
+    for now in (1, 100, 599):
+        s = plan(weight_steps(30, 90), s, now=now, canary_ready=True, analysis=False, route_in_effect=False)
+        assert (s.step, s.weight, s.step_routed_at) == (0, 30, None)
+    s = plan(weight_steps(30, 90), s, now=601, canary_ready=True, analysis=False, route_in_effect=False)
+    assert (s.phase, s.weight) == (Phase.FAILED, 0)
+    assert "did not take effect" in s.message
+
+
+def test_a_timed_pause_counts_from_when_its_weight_is_in_effect():
+    steps = [SetWeight(20), Pause(30), SetWeight(50)]
+    s = plan(steps, RolloutState(), now=0, canary_ready=True, analysis=False)
+    s = plan(steps, s, now=1, canary_ready=True, analysis=False)  # 20% in effect: into the pause
+    assert (s.step, s.step_routed_at) == (1, None)
+    s = plan(steps, s, now=20, canary_ready=True, analysis=False, route_in_effect=False)
+    s = plan(steps, s, now=40, canary_ready=True, analysis=False)  # confirmed only now
+    assert (s.step, s.step_routed_at) == (1, 40)
+    s = plan(steps, s, now=69, canary_ready=True, analysis=False)
+    assert s.step == 1
+    s = plan(steps, s, now=70, canary_ready=True, analysis=False)
+    assert (s.step, s.weight) == (2, 50)
 
 
 @pytest.mark.parametrize("step,maximum,expected", [(10, 30, [10, 20, 30]), (20, 50, [20, 40, 50]), (50, 50, [50])])

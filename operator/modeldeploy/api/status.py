@@ -60,6 +60,15 @@ class CanaryStatus(Model):
     measured_at: str | None = Field(default=None, description="When the effective weight was last measured.")
 
 
+class AnalysisResult(Model):
+    """The verdict of one analysis interval."""
+
+    at: str | None = Field(default=None, description="When the interval ended.")
+    outcome: str | None = Field(default=None, description="Success, Failure or Inconclusive.")
+    message: str | None = Field(default=None, description="What was measured against which bound.")
+    requests: int | None = Field(default=None, description="Canary requests in the interval.")
+
+
 class RolloutStatus(Model):
     """The rollout of a new revision: the planner's state, persisted so that a restarted
     operator resumes it without repeating or skipping a step."""
@@ -73,12 +82,18 @@ class RolloutStatus(Model):
     failed_checks: int | None = Field(default=None, description="Failed analysis intervals so far.")
     step_passed: bool | None = Field(default=None, description="The current step had a passing interval.")
     step_started_at: str | None = Field(default=None, description="When the current step started.")
+    step_routed_at: str | None = Field(
+        default=None, description="When the traffic provider was seen serving the current step's weight."
+    )
     last_verdict_at: str | None = Field(default=None, description="End of the last analysis interval counted.")
     paused_at: str | None = Field(default=None, description="When the rollout was paused.")
     promote_token: str | None = Field(default=None, description="Last modeldeploy.io/promote value handled.")
     promote_full_token: str | None = Field(default=None, description="Last modeldeploy.io/promote-full value handled.")
     message: str | None = Field(default=None, description="What happened last, or why it rolled back.")
     last_analysis: PassThrough | None = Field(default=None, description="The last analysis verdict.")
+    analyses: list[AnalysisResult] | None = Field(
+        default=None, max_length=10, description="The verdicts of the last (up to 10) analysis intervals, oldest first."
+    )
     ended_at: str | None = Field(default=None, description="When the rollout succeeded, rolled back or failed.")
     retiring: bool | None = Field(
         default=None, description="The rollout has ended and its canary and router are about to be removed."

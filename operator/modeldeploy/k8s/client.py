@@ -116,6 +116,14 @@ class Kube:
         )
         return answer or {}
 
+    def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """A JSON merge patch (RFC 7386) of fields the operator does not own by apply,
+        such as an annotation on a pod."""
+        self.request(
+            "PATCH", f"{collection_path(api_version, kind, namespace)}/{name}", body=dict(patch),
+            content_type="application/merge-patch+json",
+        )
+
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self.request(
             "DELETE", f"{collection_path(api_version, kind, namespace)}/{name}",

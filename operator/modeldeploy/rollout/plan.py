@@ -57,6 +57,7 @@ class RolloutState:
     phase: Phase = Phase.PROGRESSING
     step: int = 0
     step_started: float | None = None  # None: the step waits for the canary to be ready
+    step_routed_at: float | None = None  # when the traffic provider confirmed this step's weight
     weight: int = 0
     failed_checks: int = 0
     last_verdict_at: float | None = None
@@ -76,7 +77,8 @@ def _advance(state: RolloutState, steps: list[Step], now: float, why: str) -> Ro
         )
     weight = steps[nxt].weight if isinstance(steps[nxt], SetWeight) else state.weight
     return dataclasses.replace(
-        state, step=nxt, step_started=now, weight=weight, step_passed=False, message=f"{why}; step {nxt + 1} of {len(steps)}",
+        state, step=nxt, step_started=now, step_routed_at=None, weight=weight, step_passed=False,
+        message=f"{why}; step {nxt + 1} of {len(steps)}",
     )
 
 
@@ -92,10 +94,18 @@ def plan(
     analysis: bool = True,
     progress_deadline: float = 600,
     promoted: bool = False,
+    route_in_effect: bool = True,
 ) -> RolloutState:
-    """The next state. ``promoted``: the caller finished making the canary the stable."""
+    """The next state. ``promoted``: the caller finished making the canary the stable.
+
+    ``route_in_effect``: the traffic provider serves the state's weight (a router pod may
+    load a new config seconds after it was written). A pause is timed from then, so a
+    "pause 60s" step gives 60 s of traffic at its weight; the progress deadline still runs
+    from the step's start, so a weight that never takes effect fails the rollout.
+    """
     if state.phase in TERMINAL:
         return state
+    applied = state.weight  # the weight ``route_in_effect`` speaks of
     if state.phase == Phase.PROMOTING:
         return dataclasses.replace(state, phase=Phase.SUCCEEDED, message="canary promoted to stable") if promoted else state
 
@@ -129,7 +139,10 @@ def plan(
         # Time spent paused does not count against the step.
         shift = now - (state.paused_at or now)
         started = state.step_started + shift if state.step_started is not None else None
-        state = dataclasses.replace(state, phase=Phase.PROGRESSING, paused_at=None, step_started=started, message="resumed")
+        routed = state.step_routed_at + shift if state.step_routed_at is not None else None
+        state = dataclasses.replace(
+            state, phase=Phase.PROGRESSING, paused_at=None, step_started=started, step_routed_at=routed, message="resumed"
+        )
 
     if state.step_started is None:
         if not canary_ready:
@@ -138,13 +151,21 @@ def plan(
         weight = first.weight if isinstance(first, SetWeight) else state.weight
         state = dataclasses.replace(state, step_started=now, weight=weight, message=f"step {state.step + 1} of {len(steps)}")
 
+    if route_in_effect and state.step_routed_at is None and state.weight == applied:
+        state = dataclasses.replace(state, step_routed_at=now)
+
     if controls.promote and controls.promote != state.promote:
         return _advance(dataclasses.replace(state, promote=controls.promote), steps, now, "step skipped by the user")
 
     step = steps[state.step]
     elapsed = now - state.step_started  # type: ignore[operator]
+    if state.step_routed_at is None and elapsed > progress_deadline:
+        return dataclasses.replace(
+            state, phase=Phase.FAILED, weight=0,
+            message=f"weight {state.weight}% did not take effect within {progress_deadline:.0f}s",
+        )
     if isinstance(step, SetWeight):
-        if not analysis or state.step_passed:
+        if state.step_passed or (not analysis and state.step_routed_at is not None):
             return _advance(state, steps, now, f"weight {step.weight}% passed analysis" if analysis else f"weight {step.weight}% set")
         if elapsed > progress_deadline:
             return dataclasses.replace(
@@ -152,6 +173,7 @@ def plan(
                 message=f"no passing analysis at weight {step.weight}% within {progress_deadline:.0f}s",
             )
         return state
-    if isinstance(step, Pause) and step.seconds is not None and elapsed >= step.seconds:
+    routed = now - state.step_routed_at if state.step_routed_at is not None else None
+    if isinstance(step, Pause) and step.seconds is not None and routed is not None and routed >= step.seconds:
         return _advance(state, steps, now, f"paused {step.seconds:.0f}s")
     return state
