@@ -8,6 +8,7 @@ when it differs, and events are sent only for condition transitions.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from .render.router import ROUTER
 from .render.service import SERVICE_PORT
 from .rollout.plan import TERMINAL, RolloutState
 from .rollout.record import changes, from_status, iso, to_status
-from .rollout.variants import Variants, decide, ended_at, variant_of
+from .rollout.variants import Variants, decide, ended_at
 from .status import Event, Observed, compute_status, deployment_ready, differs, transitions
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,11 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
             target = Target(name, namespace, meta["uid"], stable.spec, stable.runtime, config.storage_initializer_image)
             canary = None
             if variants.canary_spec is not None and variants.state is not None:
-                canary = _canary(kube, config, target, validated, variants.state, variants.retiring)
+                # An explicit canary (spec.canary) is a spec of its own; validate() checked it already.
+                chosen = validated if variants.canary_spec is spec else validate(name, variants.canary_spec, config.registry)[0]
+                if chosen is not None:
+                    canary = _canary(kube, config, target, chosen, variants.state, variants.retiring)
+                    canary = dataclasses.replace(canary, replicas=variants.canary_replicas)
             try:
                 apply_children(kube, target, canary)
             except ApiError as err:
@@ -162,8 +167,9 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
     )
     status = compute_status(previous, observed, _now())
     if spec.get("rollout") and variants.snapshot is None and _rolled_out(status):
-        # The first revision is stable once it serves: record it, so later changes roll out.
-        variants = Variants(stable_spec=spec, snapshot=variant_of(spec))
+        # The first revision is stable once it serves: record it, so later changes roll out
+        # (an explicit canary starts rolling out in the same status write).
+        variants = decide(spec, previous, stable_complete=True, now=now)
     status.update(_rollout_status(previous, variants, tick, now))
     if differs(previous, status):
         kube.patch_status(namespace, name, status, previous)

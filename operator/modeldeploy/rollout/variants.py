@@ -5,6 +5,12 @@ Implicit canary, as Argo Rollouts does it: status.stable holds the last promoted
 spec, so a GitOps commit that changes the model starts a rollout instead of replacing the
 serving pods. Without a snapshot (a new ModelDeployment) the spec is the stable variant,
 recorded once its Deployment has rolled out.
+
+Explicit canary: spec.canary is overlaid on spec.model and spec.runtime, which stay the
+stable variant, and the overlay is what rolls out. The stable Deployment is still rendered
+from status.stable, so after promotion it serves the overlay although spec.model names the
+old model: moving the canary into spec.model and removing spec.canary then changes nothing,
+while removing spec.canary alone asks for spec.model again, a rollout like any other.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class Variants:
     state: RolloutState | None = None
     revision: str | None = None
     retiring: bool = False  # the rollout has ended; its canary and router are on their way out
+    canary_replicas: int | None = None  # spec.canary.replicas (None: as many as stable)
 
 
 def variant_of(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,9 +49,17 @@ def variant_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {"model": spec.get("model"), "runtime": spec.get("runtime")}
 
 
+def target_variant(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The variant the spec asks to roll out: spec.canary overlaid on spec's model and
+    runtime (a part the canary leaves out is stable's); without spec.canary, ``variant_of``."""
+    canary = spec.get("canary") or {}
+    return {"model": canary.get("model") or spec.get("model"), "runtime": canary.get("runtime") or spec.get("runtime")}
+
+
 def with_variant(spec: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``spec`` serving ``variant`` instead of its own model and runtime."""
-    out = {k: v for k, v in spec.items() if k != "runtime"}
+    """A copy of ``spec`` serving ``variant`` instead of its own model and runtime; the copy
+    has no spec.canary: it is the spec of one Deployment."""
+    out = {k: v for k, v in spec.items() if k not in ("runtime", "canary")}
     out["model"] = variant["model"]
     if variant.get("runtime") is not None:
         out["runtime"] = variant["runtime"]
@@ -71,11 +86,22 @@ def decide(
     """
     if not spec.get("rollout"):
         return Variants(stable_spec=spec)
-    desired = variant_of(spec)
+    explicit = spec.get("canary") or None
+    # The spec of the Deployment serving the rollout's target: ``spec`` itself for an
+    # implicit canary (reconcile then reuses its validation).
+    target = with_variant(spec, target_variant(spec)) if explicit else spec
+    replicas = explicit.get("replicas") if explicit else None
+    desired = target_variant(spec)
     rev = revision(desired)
     snapshot = status.get("stable")
     if snapshot is None:
-        return Variants(stable_spec=spec, snapshot=desired if stable_complete else None)
+        stable = variant_of(spec)
+        base = with_variant(spec, stable) if explicit else spec
+        if not stable_complete or revision(stable) == rev:
+            return Variants(stable_spec=base, snapshot=stable if stable_complete else None)
+        # A new ModelDeployment with an explicit canary: spec.model is stable from this
+        # pass on, and the canary starts rolling out at once.
+        snapshot = stable
 
     if state is None and status.get("rollout"):
         recorded, recorded_rev = from_status(status["rollout"])
@@ -85,17 +111,22 @@ def decide(
         if state is not None and state.phase == Phase.PROMOTING:
             # The stable Deployment is rolling to the promoted revision; the canary keeps
             # all traffic until it has.
-            return Variants(stable_spec=spec, canary_spec=spec, snapshot=desired, state=state, revision=rev)
+            return Variants(
+                stable_spec=target, canary_spec=target, snapshot=desired, state=state, revision=rev,
+                canary_replicas=replicas,
+            )
         return Variants(
-            stable_spec=spec, canary_spec=spec if retiring else None, snapshot=snapshot, state=state,
-            revision=rev if state else None, retiring=retiring,
+            stable_spec=target, canary_spec=target if retiring else None, snapshot=snapshot, state=state,
+            revision=rev if state else None, retiring=retiring, canary_replicas=replicas if retiring else None,
         )
 
     state = state or fresh()
     if state.phase == Phase.PROMOTING:
-        return Variants(stable_spec=spec, canary_spec=spec, snapshot=desired, state=state, revision=rev)
-    canary = spec if state.phase in _WITH_CANARY or retiring else None
+        return Variants(
+            stable_spec=target, canary_spec=target, snapshot=desired, state=state, revision=rev, canary_replicas=replicas,
+        )
+    canary = target if state.phase in _WITH_CANARY or retiring else None
     return Variants(
         stable_spec=with_variant(spec, snapshot), canary_spec=canary, snapshot=snapshot, state=state, revision=rev,
-        retiring=retiring,
+        retiring=retiring, canary_replicas=replicas if canary is not None else None,
     )
