@@ -24,7 +24,7 @@ INVALID = [
     ("not a quantity", "iris", {"model": S3, "resources": {"limits": {"cpu": "two"}}}, "spec.resources.limits[cpu]", ["not a Kubernetes quantity"]),
     ("negative quantity", "iris", {"model": S3, "resources": {"requests": {"cpu": "-1"}}}, "spec.resources.requests[cpu]", ["negative"]),
     ("name too long", "m" * (MAX_NAME_LENGTH + 1), {"model": S3}, "metadata.name", [str(MAX_NAME_LENGTH)]),
-    ("explicit canary not acted on yet", "iris", {"model": S3, "canary": {"model": S3}, "rollout": {"stepWeight": 10}}, "spec.canary", ["not supported"]),
+    ("explicit canary without rollout", "iris", {"model": S3, "canary": {"model": S3}}, "spec.canary", ["needs spec.rollout"]),
     ("provider other than router", "iris", {"model": S3, "rollout": {}, "traffic": {"provider": "istio"}}, "spec.traffic.provider", ["istio", "accepted: router"]),
     ("two header matches", "iris", {"model": S3, "rollout": {}, "traffic": {"match": [{"header": {"name": "a", "value": "1"}}, {"header": {"name": "b", "value": "2"}}]}}, "spec.traffic.match", ["one header"]),
     ("mirror with a match", "iris", {"model": S3, "rollout": {}, "traffic": {"mirror": True, "match": [{"cookie": {"name": "a", "value": "1"}}]}}, "spec.traffic.mirror", ["only stable's answers"]),

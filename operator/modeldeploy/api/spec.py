@@ -215,9 +215,13 @@ class PodMetadata(Model):
 
 
 RESERVED_NOTE = "Reserved for a later version of the API; setting it today is reported as InvalidSpec."
-NOT_YET = (
-    "The operator validates it but does not act on it yet: a spec that sets it is reported "
-    "as InvalidSpec until weighted rollouts ship."
+EXPLICIT = (
+    "spec.model and spec.runtime stay the stable variant; the overlay is what spec.rollout "
+    "(required) rolls out. A canary equal to the stable variant rolls nothing out. Once fully "
+    "promoted, the overlay is status.stable and the stable Deployment serves it although "
+    "spec.model still names the old model: then move canary.model/runtime into spec.model/runtime "
+    "and remove spec.canary, which starts no rollout. Removing spec.canary without that rolls "
+    "spec.model out again. After a rollback nothing restarts until spec.canary changes."
 )
 IMPLICIT = (
     "Implicit canary: a change of model or runtime is rolled out as a canary of the last "
@@ -228,13 +232,17 @@ DURATION_PATTERN = r"^[0-9]+(s|m|h)$"
 
 
 class CanaryVariant(Model):
-    """The new variant of a weighted rollout: what differs from the stable one."""
+    """Explicit canary: the new variant of a weighted rollout, overlaid on spec.model and
+    spec.runtime (a part left out is the stable one's)."""
 
     model_config = crd_rules(cel("has(self.model) || has(self.runtime)", "a canary changes the model, the runtime or both"))
 
     model: ModelSource | None = Field(default=None, description="The canary's model (default: stable's).")
     runtime: RuntimeSpec | None = Field(default=None, description="The canary's runtime (default: stable's).")
-    replicas: int | None = Field(default=None, ge=1, description="Canary pods (default: as many as stable).")
+    replicas: int | None = Field(
+        default=None, ge=1,
+        description="Pods of the canary Deployment while it exists (default: as many as stable; with autoscaling, its minReplicas).",
+    )
 
 
 class PauseStep(Model):
@@ -364,7 +372,7 @@ class ModelDeploymentSpec(Model):
         default=None, description="Secrets for pulling the runtime images."
     )
     pod_metadata: PodMetadata | None = Field(default=None, description=PodMetadata.__doc__)
-    canary: CanaryVariant | None = Field(default=None, description=f"{CanaryVariant.__doc__} {NOT_YET}")
+    canary: CanaryVariant | None = Field(default=None, description=f"{CanaryVariant.__doc__} {EXPLICIT}")
     rollout: RolloutPolicy | None = Field(default=None, description=f"{RolloutPolicy.__doc__} {IMPLICIT}")
     traffic: TrafficPolicy | None = Field(default=None, description=f"{TrafficPolicy.__doc__} {ROUTER_ONLY}")
     monitoring: PassThrough | None = Field(
@@ -372,6 +380,6 @@ class ModelDeploymentSpec(Model):
     )
 
 
-RESERVED_FIELDS = ("canary", "monitoring")
+RESERVED_FIELDS = ("monitoring",)
 # Traffic providers the operator acts on today; the others are in the API already.
 SUPPORTED_PROVIDERS = ("router",)

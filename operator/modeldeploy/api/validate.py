@@ -91,6 +91,7 @@ def validate(
         problems.append(Problem("spec.autoscaling.minReplicas", "must not exceed maxReplicas"))
     runtime, runtime_problems = _resolve_runtime(name, parsed, registry)
     problems += runtime_problems
+    problems += _check_canary(name, parsed, registry, problems)
     if problems or runtime is None:
         return None, problems
     return Validated(parsed, runtime), []
@@ -212,3 +213,32 @@ def _resolve_runtime(
         ),
         [],
     )
+
+
+def _check_canary(name: str, spec: ModelDeploymentSpec, registry: RuntimeRegistry, known: list[Problem]) -> list[Problem]:
+    """spec.canary needs a rollout, and its overlay on spec.model/spec.runtime must be
+    servable: the same checks as the stable variant, named after the canary's fields
+    (a problem ``known`` from the stable variant is not repeated)."""
+    canary = spec.canary
+    if canary is None:
+        return []
+    problems = []
+    if spec.rollout is None:
+        problems.append(Problem("spec.canary", "needs spec.rollout: how the canary reaches traffic"))
+    if canary.model is not None:
+        problems += _check_uri(canary.model.uri)
+    overlay = spec.model_copy(update={"model": canary.model or spec.model, "runtime": canary.runtime or spec.runtime})
+    problems += _resolve_runtime(name, overlay, registry)[1]
+    overridden = {part for part in ("model", "runtime") if getattr(canary, part) is not None}
+    return [_in_canary(p, overridden) for p in problems if p not in known]
+
+
+def _in_canary(problem: Problem, overridden: set[str]) -> Problem:
+    """spec.model.uri -> spec.canary.model.uri when the canary sets the model; a problem
+    with a part the canary keeps from stable says it arises in the canary variant."""
+    part = (problem.field.split(".") + [""])[1]
+    if part in overridden:
+        return Problem("spec.canary." + problem.field.removeprefix("spec."), problem.message)
+    if part in ("model", "runtime"):
+        return Problem(problem.field, f"{problem.message} (in the canary variant, spec.canary)")
+    return problem
