@@ -234,11 +234,12 @@ def _check_canary(name: str, spec: ModelDeploymentSpec, registry: RuntimeRegistr
 
 
 def _in_canary(problem: Problem, overridden: set[str]) -> Problem:
-    """spec.model.uri -> spec.canary.model.uri when the canary sets the model; a problem
-    with a part the canary keeps from stable says it arises in the canary variant."""
+    """Name the canary's field: spec.model.uri -> spec.canary.model.uri when the canary sets
+    the model; a problem with the part it keeps from stable (valid on its own) comes from
+    the part it sets, e.g. a canary runtime that does not serve stable's model format."""
     part = (problem.field.split(".") + [""])[1]
     if part in overridden:
         return Problem("spec.canary." + problem.field.removeprefix("spec."), problem.message)
-    if part in ("model", "runtime"):
-        return Problem(problem.field, f"{problem.message} (in the canary variant, spec.canary)")
+    if part in ("model", "runtime") and len(overridden) == 1:
+        return Problem(f"spec.canary.{next(iter(overridden))}", problem.message)
     return problem
