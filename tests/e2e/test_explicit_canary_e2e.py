@@ -6,7 +6,6 @@ stable Deployment although spec.model still says v1 (the operator never writes s
 
 from __future__ import annotations
 
-import io
 import uuid
 
 import pytest
@@ -15,7 +14,8 @@ from modeldeploy.api.crd import API_VERSION, KIND
 from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
 from modeldeploy.render import labels
-from support import BUCKET, SECRET, deploy_s3, wait_condition, wait_for
+from rollout_support import iris_objects, model, predict, rollout
+from support import deploy_s3, service_url, wait_condition, wait_for
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
 
@@ -25,27 +25,11 @@ WEIGHT = 50
 
 @pytest.fixture(scope="module")
 def s3(kube: Kube, kube_api, namespace: str) -> str:
-    """Two versions of an iris model (different fits)."""
-    import joblib
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    X, y = load_iris(return_X_y=True)
-    objects = {}
-    for version, c in (("v1", 1.0), ("v2", 0.5)):
-        out = io.BytesIO()
-        joblib.dump(LogisticRegression(max_iter=500, C=c).fit(X, y), out)
-        objects[f"iris/{version}/model.joblib"] = out.getvalue()
-    return deploy_s3(kube, kube_api, namespace, objects)
-
-
-def model(version: str, endpoint: str) -> dict:
-    return {"uri": f"s3://{BUCKET}/iris/{version}", "format": "sklearn", "version": version,
-            "secretName": SECRET, "endpoint": endpoint, "downloadTimeoutSeconds": 60}
+    return deploy_s3(kube, kube_api, namespace, iris_objects())
 
 
 def status_of(kube: Kube, namespace: str) -> dict:
-    return (kube.get_modeldeployment(namespace, NAME) or {}).get("status") or {}
+    return rollout(kube, namespace, NAME)
 
 
 def template_version(deployment: dict | None) -> str | None:
@@ -91,6 +75,15 @@ def test_explicit_canary_rolls_out_beside_spec_model_and_is_promoted_to_stable(k
     assert template_version(kube.get("apps/v1", "Deployment", namespace, f"{NAME}-canary")) == "v2"
     assert wait_for(lambda: pod_versions(kube, namespace, "stable") == ["v1", "v1"], 60, what="two stable pods serving v1")
     assert wait_for(lambda: pod_versions(kube, namespace, "canary") == ["v2"], 60, what="one canary pod serving v2")
+    # Both variants answer through the Service once the router carries the split.
+    url = service_url(kube, namespace, NAME)
+
+    def both_answer() -> set | None:
+        answers = [predict(url, uuid.uuid4().hex, name=NAME) for _ in range(20)]
+        assert all(code == 200 for code, _ in answers), answers
+        variants = {variant for _, variant in answers}
+        return variants if variants == {"stable", "canary"} else None
+    wait_for(both_answer, 120, interval=1, what="stable and canary both answering")
 
     path = f"{collection_path(API_VERSION, KIND, namespace)}/{NAME}"
     token = uuid.uuid4().hex[:8]
