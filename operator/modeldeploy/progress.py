@@ -25,7 +25,7 @@ from .render import labels, names
 from .render.router import CANARY, ROUTE_ANNOTATION, ROUTER, ROUTER_PORT
 from .rollout import Controls, IntervalResult, Phase, RolloutState, plan
 from .rollout.record import checks_of, from_status, parse_duration, policy_steps, revision
-from .rollout.variants import variant_of
+from .rollout.variants import target_variant
 from .routing.router import ROUTE_HEADER
 from .status import deployment_ready
 
@@ -99,7 +99,7 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
         spec = ModelDeploymentSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError:
         return None  # reconcile reports it
-    if spec.rollout is None or rev != revision(variant_of(body.get("spec") or {})) or state.phase not in (
+    if spec.rollout is None or rev != revision(target_variant(body.get("spec") or {})) or state.phase not in (
         Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING
     ):
         windows.put(key, None)

@@ -273,7 +273,6 @@ def test_reconcile_records_spec_model_as_stable_then_renders_the_canary():
 # --- the analysis loop -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="progress.tick compares with variant_of(spec); it must use target_variant(spec)")
 def test_the_analysis_loop_advances_an_explicit_canary(monkeypatch):
     kube = FakeKube()
     spec = _spec(V1, {"model": V2})
