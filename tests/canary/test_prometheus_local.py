@@ -22,25 +22,12 @@ from modeldeploy.analysis import Outcome
 from modeldeploy.analysis.prometheus import variables
 from modeldeploy.api.spec import PrometheusCheck
 from modeldeploy.k8s.prometheus import query_checks
-from support import wait_for
+from support import hack_setting, wait_for
 
 pytestmark = pytest.mark.canary
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def prometheus_binary() -> Path:
-    """$MODELDEPLOY_PROMETHEUS, else where hack/build-prometheus.sh caches PROMETHEUS_VERSION."""
-    if os.environ.get("MODELDEPLOY_PROMETHEUS"):
-        return Path(os.environ["MODELDEPLOY_PROMETHEUS"])
-    out = subprocess.run(
-        ["bash", "-c", 'source hack/lib.sh && echo "$PROMETHEUS_BIN/prometheus"'],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    )
-    return Path(out.stdout.strip())
-
-
-PROMETHEUS = prometheus_binary()
+# $MODELDEPLOY_PROMETHEUS, else where hack/build-prometheus.sh caches PROMETHEUS_VERSION.
+PROMETHEUS = Path(os.environ.get("MODELDEPLOY_PROMETHEUS") or Path(hack_setting("PROMETHEUS_BIN")) / "prometheus")
 if not os.access(PROMETHEUS, os.X_OK):
     pytest.skip(f"no Prometheus binary at {PROMETHEUS}: build it with `bash hack/build-prometheus.sh`",
                 allow_module_level=True)
