@@ -23,19 +23,19 @@ module_version() {
 }
 
 main() {
-  local bin="$PROMETHEUS_BIN/prometheus" mv start=$SECONDS
+  local bin="$PROMETHEUS_BIN/prometheus" modver start=$SECONDS
   if [[ -x "$bin" ]]; then echo "$bin"; return; fi
-  mv=$(module_version "$PROMETHEUS_VERSION")
+  modver=$(module_version "$PROMETHEUS_VERSION")
   export GOMODCACHE="$MD_CACHE/go/mod" GOCACHE="$MD_CACHE/go/build"
   export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=
   mkdir -p "$PROMETHEUS_BIN" "$GOMODCACHE" "$GOCACHE"
-  log "building prometheus $PROMETHEUS_VERSION (module version $mv)"
+  log "building prometheus $PROMETHEUS_VERSION (module version $modver)"
   local pv="github.com/prometheus/common/version"
-  local ld="-s -w -X $pv.Version=${PROMETHEUS_VERSION#v} -X $pv.Revision=$mv -X $pv.Branch=release"
+  local ld="-s -w -X $pv.Version=${PROMETHEUS_VERSION#v} -X $pv.Revision=$modver -X $pv.Branch=release"
   ld+=" -X $pv.BuildUser=modeldeploy -X $pv.BuildDate=19700101-00:00:00"
   local gobin; gobin=$(mktemp -d "$PROMETHEUS_BIN/.gobin.XXXXXX")
   GOBIN="$gobin" go install -p "${GO_BUILD_P:-2}" -trimpath -tags remove_all_sd,netgo \
-    -ldflags "$ld" "github.com/prometheus/prometheus/cmd/prometheus@$mv"
+    -ldflags "$ld" "github.com/prometheus/prometheus/cmd/prometheus@$modver"
   mv "$gobin/prometheus" "$bin"
   rmdir "$gobin"
   log "prometheus $PROMETHEUS_VERSION built in $((SECONDS - start))s: $bin"
