@@ -212,8 +212,21 @@ def test_a_prometheus_that_never_answers_times_out_as_inconclusive():
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         base = f"http://127.0.0.1:{silent.getsockname()[1]}/prom"  # behind a path prefix
-        [result] = query_checks(f"{base}/", [check("error-ratio", ERROR_RATIO, high=0.05)], VARS, timeout=0.5)
-    assert (result.outcome, result.message) == (
+        checks = [check(f"c{i}", ERROR_RATIO, high=0.05) for i in range(3)]
+        session = CountingSession()
+        results = query_checks(f"{base}/", checks, VARS, timeout=0.5, session=session)
+    assert [(r.outcome, r.message) for r in results] == [(
         Outcome.INCONCLUSIVE,
-        f"check error-ratio: Prometheus unreachable at {base}/api/v1/query: ReadTimeout, not counted as a failure",
-    )
+        f"check c{i}: Prometheus unreachable at {base}/api/v1/query: ReadTimeout, not counted as a failure",
+    ) for i in range(3)]
+    assert session.sent == 1, "one timeout for all the checks, not one each"
+
+
+class CountingSession(requests.Session):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        self.sent += 1
+        return super().send(request, **kwargs)

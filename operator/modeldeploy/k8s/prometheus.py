@@ -33,29 +33,36 @@ def query_checks(
 
     ``timeout`` bounds each request (connect and read) and is passed to Prometheus as the
     query's evaluation timeout too, so a slow query is cancelled on the server as well.
+    Once a request fails (refused, timed out), the remaining checks are not sent and get
+    the same inconclusive reason: a Prometheus that is down costs the tick one timeout,
+    not one per check.
     """
     http = session or requests.Session()
     endpoint = url.rstrip("/") + "/api/v1/query"
-    return [_query(http, endpoint, check, variables, timeout) for check in checks]
-
-
-def _query(
-    http: requests.Session, endpoint: str, check: PrometheusCheck, variables: Mapping[str, str], timeout: float
-) -> QueryResult:
-    try:
-        query = render_query(check.query, variables)
-    except TemplateError as err:  # validation rejects these; kept for specs it never saw
-        return failed(check.name, str(err))
-    try:
-        response = http.get(endpoint, params={"query": query, "timeout": f"{timeout:g}s"}, timeout=timeout)
-    except requests.RequestException as err:
-        log.warning("Prometheus check %s: %s failed: %s", check.name, endpoint, err)
-        return inconclusive(check.name, f"Prometheus unreachable at {endpoint}: {type(err).__name__}")
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    return interpret(check.name, response.status_code, body, check.min, check.max)
+    results: list[QueryResult] = []
+    unreachable: str | None = None
+    for check in checks:
+        try:
+            query = render_query(check.query, variables)
+        except TemplateError as err:  # validation rejects these; kept for specs it never saw
+            results.append(failed(check.name, str(err)))
+            continue
+        if unreachable:
+            results.append(inconclusive(check.name, unreachable))
+            continue
+        try:
+            response = http.get(endpoint, params={"query": query, "timeout": f"{timeout:g}s"}, timeout=timeout)
+        except requests.RequestException as err:
+            log.warning("Prometheus check %s: %s failed: %s", check.name, endpoint, err)
+            unreachable = f"Prometheus unreachable at {endpoint}: {type(err).__name__}"
+            results.append(inconclusive(check.name, unreachable))
+            continue
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        results.append(interpret(check.name, response.status_code, body, check.min, check.max))
+    return results
 
 
 __all__ = ["TIMEOUT", "query_checks"]
