@@ -6,18 +6,16 @@ the operator reaching Prometheus and acting on the answer, not PromQL.
 
 from __future__ import annotations
 
-import io
 import os
 import uuid
-import urllib.error
-import urllib.request
 
 import pytest
 
 from modeldeploy.api.crd import API_VERSION, KIND
 from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
-from support import BUCKET, SECRET, deploy_s3, hack_setting, service_url, wait_condition, wait_for
+from rollout_support import iris_objects, model, predict, rollout
+from support import deploy_s3, hack_setting, service_url, wait_condition, wait_for
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
 
@@ -26,17 +24,7 @@ PROMETHEUS_IMAGE = os.environ.get("MODELDEPLOY_PROMETHEUS_IMAGE") or f"modeldepl
 
 @pytest.fixture(scope="module")
 def s3(kube: Kube, kube_api, namespace: str) -> str:
-    import joblib
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    X, y = load_iris(return_X_y=True)
-    objects = {}
-    for version, c in (("v1", 1.0), ("v2", 0.5)):
-        out = io.BytesIO()
-        joblib.dump(LogisticRegression(max_iter=500, C=c).fit(X, y), out)
-        objects[f"iris/{version}/model.joblib"] = out.getvalue()
-    return deploy_s3(kube, kube_api, namespace, objects)
+    return deploy_s3(kube, kube_api, namespace, iris_objects())
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +42,6 @@ def prometheus(kube: Kube, kube_api, namespace: str) -> str:
     return f"http://prometheus.{namespace}.svc.cluster.local:9090"
 
 
-def model(version: str, endpoint: str) -> dict:
-    return {"uri": f"s3://{BUCKET}/iris/{version}", "format": "sklearn", "version": version,
-            "secretName": SECRET, "endpoint": endpoint, "downloadTimeoutSeconds": 60}
-
-
-def predict(url: str, name: str) -> int:
-    request = urllib.request.Request(
-        f"{url}/v1/models/{name}:predict", data=b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}', method="POST",
-        headers={"Content-Type": "application/json", "X-Request-Id": uuid.uuid4().hex},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=20) as answer:
-            return answer.status
-    except urllib.error.HTTPError as err:
-        return err.code
-    except OSError:
-        return 0
-
-
 def start_rollout(kube: Kube, namespace: str, name: str, s3: str, prometheus: str, check: dict, steps: list) -> str:
     """``name`` serving v1, then changed to v2 with one Prometheus check; returns the Service URL."""
     analysis = {"interval": "10s", "threshold": 1, "minRequests": 1,
@@ -81,14 +50,10 @@ def start_rollout(kube: Kube, namespace: str, name: str, s3: str, prometheus: st
     body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
     kube.request("POST", collection_path(API_VERSION, KIND, namespace), body=body)
     wait_condition(kube, namespace, name, "Ready", "True", timeout=300)
-    wait_for(lambda: status_of(kube, namespace, name).get("stable"), 60, what="status.stable recorded")
+    wait_for(lambda: rollout(kube, namespace, name).get("stable"), 60, what="status.stable recorded")
     path = f"{collection_path(API_VERSION, KIND, namespace)}/{name}"
     kube.request("PATCH", path, body={"spec": {"model": model("v2", s3)}}, content_type="application/merge-patch+json")
     return service_url(kube, namespace, name)
-
-
-def status_of(kube: Kube, namespace: str, name: str) -> dict:
-    return (kube.get_modeldeployment(namespace, name) or {}).get("status") or {}
 
 
 def until_phase(kube: Kube, namespace: str, name: str, phase: str, url: str | None = None) -> dict:
@@ -97,8 +62,8 @@ def until_phase(kube: Kube, namespace: str, name: str, phase: str, url: str | No
     def reached() -> dict | None:
         if url:
             for _ in range(5):
-                predict(url, name)
-        state = status_of(kube, namespace, name).get("rollout") or {}
+                predict(url, uuid.uuid4().hex, name=name)
+        state = rollout(kube, namespace, name).get("rollout") or {}
         return state if state.get("phase") == phase else None
     return wait_for(reached, 400, interval=0.5, what=f"rollout {phase}")
 
@@ -108,12 +73,15 @@ def test_a_check_out_of_bounds_rolls_the_canary_back(kube, namespace, installed_
     start_rollout(kube, namespace, "doomed", s3, prometheus, check, [{"setWeight": 50}, {"pause": {}}])
     state = until_phase(kube, namespace, "doomed", "RolledBack")
     assert "check always-one: 1 > max 0.5" in state["message"], state
-    assert status_of(kube, namespace, "doomed")["stable"]["model"]["version"] == "v1"
+    assert rollout(kube, namespace, "doomed")["stable"]["model"]["version"] == "v1"
 
 
 def test_a_check_within_bounds_lets_the_canary_be_promoted(kube, namespace, installed_operator, s3, prometheus):
     check = {"name": "always-one", "query": "vector(1)", "min": 0.5}
     url = start_rollout(kube, namespace, "lucky", s3, prometheus, check, [{"setWeight": 50}])
-    until_phase(kube, namespace, "lucky", "Succeeded", url)
-    status = status_of(kube, namespace, "lucky")
+    state = until_phase(kube, namespace, "lucky", "Succeeded", url)
+    # Promoted on a verdict that ran the check, not on the built-in success rate alone.
+    passed = [a for a in state.get("analyses") or () if a["outcome"] == "Success"]
+    assert passed and "check always-one: 1 >= min 0.5" in passed[-1]["message"], state
+    status = rollout(kube, namespace, "lucky")
     assert status["stable"]["model"]["version"] == "v2" and status["model"]["version"] == "v2"
