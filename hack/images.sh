@@ -6,6 +6,8 @@
 #   $STORAGE_INITIALIZER_IMAGE (modeldeploy/storage-initializer:0.1.0) images/storage-initializer
 #   $S3_SERVER_IMAGE   (modeldeploy/s3-server:0.1.0)    images/s3-server (moto, for tests)
 #   $ROUTER_IMAGE      (modeldeploy/router:0.1.0)       images/router (nginx, canary traffic split)
+#   $PROMETHEUS_IMAGE  (modeldeploy/prometheus:$PROMETHEUS_VERSION) images/prometheus + the
+#                      binary of hack/build-prometheus.sh (for the Prometheus-check tests)
 #   $OPERATOR_IMAGE    (modeldeploy/operator:0.1.0)     images/operator, repo root sources
 #   $COREDNS_IMAGE, $PAUSE_IMAGE                        scratch images of the built binaries
 # Starts dockerd when none answers (log: $DOCKERD_LOG). Load them into the cluster with
@@ -49,6 +51,14 @@ build_operator() {
     dbuild --build-arg "BASE=$BASE" -t "$OPERATOR_IMAGE" -
 }
 
+# The binary is built (or taken from the cache) by hack/build-prometheus.sh, outside docker.
+build_prometheus() {
+  local bin
+  bin=$(bash "$HACK_DIR/build-prometheus.sh")
+  tar -C "$(dirname "$bin")" -c prometheus -C "$REPO_DIR/images/prometheus" Dockerfile prometheus.yml |
+    dbuild --build-arg "BASE=$BASE" -t "$PROMETHEUS_IMAGE" -
+}
+
 # docker load the pause and CoreDNS archives (also imported by cluster-up without docker),
 # so `kind load` and docker users have them too.
 load_infra() {
@@ -72,6 +82,7 @@ main() {
   step "$STORAGE_INITIALIZER_IMAGE" build_dir "$STORAGE_INITIALIZER_IMAGE" storage-initializer
   step "$S3_SERVER_IMAGE" build_dir "$S3_SERVER_IMAGE" s3-server
   step "$ROUTER_IMAGE" build_dir "$ROUTER_IMAGE" router
+  step "$PROMETHEUS_IMAGE" build_prometheus
   step "$OPERATOR_IMAGE" build_operator
   step "$PAUSE_IMAGE + $COREDNS_IMAGE" load_infra
   log "images built in $(since "$start"):"

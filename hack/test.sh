@@ -15,6 +15,9 @@ log "installing host packages and the Python environment"
 bash hack/install-host-deps.sh
 make --no-print-directory install
 
+log "prometheus (for the Prometheus-check tests; cached after the first build)"
+bash hack/build-prometheus.sh >/dev/null
+
 log "lint and unit tests"
 make --no-print-directory lint
 .venv/bin/pytest -m 'not e2e' "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,13 @@ OPERATOR_NS = "modeldeploy-system"
 S3_IMAGE = "modeldeploy/s3-server:0.1.0"
 BUCKET = "models"
 SECRET = "s3-credentials"
+
+
+def hack_setting(name: str) -> str:
+    """A variable of hack/lib.sh (versions, cache paths), so tests and scripts agree on one value."""
+    out = subprocess.run(["bash", "-c", f'source hack/lib.sh && printf %s "${name}"'],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    return out.stdout
 
 
 def wait_for(check: Callable[[], T], timeout: float = 120, interval: float = 0.5, what: str = "condition") -> T:

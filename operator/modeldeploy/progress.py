@@ -16,10 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .analysis.prometheus import variables
 from .analysis.window import Measure, Scrape, judge, measure
 from .api import conditions as c
 from .api.spec import ModelDeploymentSpec
 from .k8s import Kube
+from .k8s.prometheus import query_checks
 from .k8s.scrape import scrape_pods, served_routes
 from .render import labels, names
 from .render.router import CANARY, ROUTE_ANNOTATION, ROUTER, ROUTER_PORT
@@ -131,7 +133,11 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
         elif now - window.opened.at >= interval:
             result = measure(window.at_weight, scrape, name)
             if analysis:
-                judged = judge(window.opened, scrape, name, checks_of(analysis), analysis.min_requests)
+                queries = (
+                    query_checks(analysis.prometheus_url, analysis.prometheus_checks, variables(name, namespace, analysis.interval))
+                    if analysis.prometheus_url and analysis.prometheus_checks else []
+                )
+                judged = judge(window.opened, scrape, name, checks_of(analysis), analysis.min_requests, queries)
                 verdict = IntervalResult(judged.outcome, now, judged.message)
                 details = {"outcome": judged.outcome.value, "message": judged.message, "requests": judged.requests}
             window.opened = scrape

@@ -29,7 +29,6 @@ INVALID = [
     ("two header matches", "iris", {"model": S3, "rollout": {}, "traffic": {"match": [{"header": {"name": "a", "value": "1"}}, {"header": {"name": "b", "value": "2"}}]}}, "spec.traffic.match", ["one header"]),
     ("mirror with a match", "iris", {"model": S3, "rollout": {}, "traffic": {"mirror": True, "match": [{"cookie": {"name": "a", "value": "1"}}]}}, "spec.traffic.mirror", ["only stable's answers"]),
     ("match without rollout", "iris", {"model": S3, "traffic": {"mirror": True}}, "spec.traffic", ["spec.rollout"]),
-    ("prometheus checks", "iris", {"model": S3, "rollout": {"analysis": {"prometheusUrl": "http://p:9090"}}}, "spec.rollout.analysis", ["not supported"]),
     ("pvc without path", "iris", {"model": {"uri": "pvc://claim", "format": "sklearn"}}, "spec.model.uri", ["pvc://CLAIM/PATH"]),
     ("s3 without bucket", "iris", {"model": {"uri": "s3:///path", "format": "sklearn"}}, "spec.model.uri", ["BUCKET"]),
     ("unknown field", "iris", {"model": S3, "replica": 3}, "spec.replica", ["not permitted"]),

@@ -20,8 +20,9 @@ from .evaluate import (
     success_rate,
 )
 from .metrics import MetricsError, Snapshot, delta, parse_snapshot
+from .prometheus import QueryResult
 
 __all__ = [
-    "Check", "CheckResult", "LatencyQuantile", "MetricsError", "Outcome", "Snapshot", "SuccessRate", "Verdict",
+    "Check", "CheckResult", "LatencyQuantile", "MetricsError", "Outcome", "QueryResult", "Snapshot", "SuccessRate", "Verdict",
     "delta", "effective_weight", "evaluate", "latency_quantile", "parse_snapshot", "request_count", "success_rate",
 ]

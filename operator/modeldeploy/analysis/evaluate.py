@@ -12,9 +12,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from ..routing.shares import percent
 from .metrics import Snapshot
+
+if TYPE_CHECKING:
+    from .prometheus import QueryResult
 
 SERVER_ERRORS = "5xx"
 
@@ -139,16 +143,23 @@ class Verdict:
     results: tuple[CheckResult, ...]
     message: str
     requests: int
+    queries: tuple[QueryResult, ...] = ()
 
 
-def evaluate(delta: Snapshot, checks: Sequence[Check], min_requests: int) -> Verdict:
-    """Judge one window.
+def evaluate(
+    delta: Snapshot, checks: Sequence[Check], min_requests: int, queries: Sequence[QueryResult] = ()
+) -> Verdict:
+    """Judge one window from its delta, plus the already judged Prometheus checks ``queries``.
 
     Too little traffic is INCONCLUSIVE, never SUCCESS: no window without requests passes
     (whatever ``min_requests`` says), so an idle canary is never promoted on no evidence.
     Any check outside its threshold is a FAILURE; a check that could not be measured
     (no latency observations) makes the window INCONCLUSIVE. The message names the
     failing checks, else all of them, in the order given, so it is stable across passes.
+
+    Prometheus checks measure on their own, not from this delta: a failing one fails the
+    window even with too few requests; an inconclusive one makes it INCONCLUSIVE. They
+    come after the built-in checks in every message.
     """
     total = request_count(delta)
     results, failed, passed, unmeasured = [], [], [], []
@@ -160,15 +171,21 @@ def evaluate(delta: Snapshot, checks: Sequence[Check], min_requests: int) -> Ver
             unmeasured.append(f"{check.name} not measurable")
         else:
             (passed if ok else failed).append(check.describe(value))
-    if total < max(min_requests, 1):
-        outcome, parts = Outcome.INCONCLUSIVE, [f"{total} requests < {max(min_requests, 1)} required"]
-    elif failed:
-        outcome, parts = Outcome.FAILURE, failed
-    elif unmeasured:
-        outcome, parts = Outcome.INCONCLUSIVE, unmeasured
+    by_outcome: dict[Outcome, list[str]] = {o: [] for o in Outcome}
+    for query in queries:
+        by_outcome[query.outcome].append(query.message)
+    too_few = total < max(min_requests, 1)
+    if (failed and not too_few) or by_outcome[Outcome.FAILURE]:
+        outcome, parts = Outcome.FAILURE, ([] if too_few else failed) + by_outcome[Outcome.FAILURE]
+    elif too_few:
+        outcome = Outcome.INCONCLUSIVE
+        parts = [f"{total} requests < {max(min_requests, 1)} required"] + by_outcome[Outcome.INCONCLUSIVE]
+    elif unmeasured or by_outcome[Outcome.INCONCLUSIVE]:
+        outcome, parts = Outcome.INCONCLUSIVE, unmeasured + by_outcome[Outcome.INCONCLUSIVE]
     else:
-        outcome, parts = Outcome.SUCCESS, passed
-    return Verdict(outcome, tuple(results), "; ".join(parts) or f"{total} requests, no checks", total)
+        outcome, parts = Outcome.SUCCESS, passed + by_outcome[Outcome.SUCCESS]
+    message = "; ".join(parts) or f"{total} requests, no checks"
+    return Verdict(outcome, tuple(results), message, total, tuple(queries))
 
 
 def effective_weight(stable: Snapshot, canary: Snapshot) -> int | None:

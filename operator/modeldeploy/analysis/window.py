@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .evaluate import Check, Verdict, effective_weight, evaluate, request_count
 from .metrics import delta
+from .prometheus import QueryResult
 
 Texts = Mapping[str, str]  # pod name → /metrics text
 
@@ -34,6 +35,10 @@ def measure(before: Scrape, after: Scrape, model: str) -> Measure:
     return Measure(effective_weight(stable, canary), request_count(stable) + request_count(canary))
 
 
-def judge(before: Scrape, after: Scrape, model: str, checks: Sequence[Check], min_requests: int) -> Verdict:
-    """The canary's verdict for the window between two scrapes."""
-    return evaluate(delta(before.canary, after.canary, model), checks, min_requests)
+def judge(
+    before: Scrape, after: Scrape, model: str, checks: Sequence[Check], min_requests: int,
+    queries: Sequence[QueryResult] = (),
+) -> Verdict:
+    """The canary's verdict for the window between two scrapes, with the Prometheus checks'
+    results taken at its end (``k8s.prometheus.query_checks``)."""
+    return evaluate(delta(before.canary, after.canary, model), checks, min_requests, queries)

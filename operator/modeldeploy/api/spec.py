@@ -8,6 +8,7 @@ the runtime registry or cluster knowledge live in ``api/validate.py``.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -270,11 +271,37 @@ class LatencyCheck(Model):
     max_seconds: float = Field(gt=0, description="Upper bound of that quantile, in seconds.")
 
 
+# The variables a Prometheus check's query may use as {{ name }} (analysis/prometheus.py
+# fills them in): plain substitution, no other template syntax.
+QUERY_VARIABLES = {
+    "name": "the ModelDeployment's name",
+    "namespace": "its namespace",
+    "canary": "the canary Deployment's name (<name>-canary)",
+    "stable": "the stable Deployment's name (<name>-stable)",
+    "interval": "the analysis interval, a PromQL duration such as 30s",
+}
+QUERY_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def unknown_query_variables(template: str) -> list[str]:
+    """The placeholders of a query template not in QUERY_VARIABLES, each once, in order."""
+    found = dict.fromkeys(m.group(1) for m in QUERY_PLACEHOLDER.finditer(template))
+    return [v for v in found if v not in QUERY_VARIABLES]
+
+
 class PrometheusCheck(Model):
-    """A custom query against a Prometheus server; its scalar result must stay in bounds."""
+    """A custom PromQL query, evaluated at the end of every analysis interval; its one
+    number must stay within [min, max]. No data (an empty result, NaN) or an unreachable
+    Prometheus makes the interval inconclusive, not failed."""
+
+    model_config = crd_rules(cel("has(self.min) || has(self.max)", "a Prometheus check needs min, max or both"))
 
     name: str = Field(min_length=1, max_length=63, description="Name shown in status.")
-    query: str = Field(min_length=1, description="PromQL; {{ canary }} and {{ namespace }} are filled in.")
+    query: str = Field(
+        min_length=1,
+        description="PromQL instant query returning one number (a scalar or a single series); "
+        + ", ".join("{{ %s }}" % v for v in QUERY_VARIABLES) + " are filled in.",
+    )
     min: float | None = Field(default=None, description="Lowest passing value.")
     max: float | None = Field(default=None, description="Highest passing value.")
 
@@ -283,6 +310,8 @@ class Analysis(Model):
     """Judges the canary every interval from the model servers' own /metrics (no Prometheus
     needed), plus custom Prometheus queries when a URL is given."""
 
+    model_config = crd_rules(cel("!has(self.prometheusChecks) || has(self.prometheusUrl)", "prometheusChecks need prometheusUrl"))
+
     interval: str = Field(default="30s", pattern=DURATION_PATTERN, description="Length of one analysis interval (at least 10s).")
     threshold: int = Field(default=1, ge=1, le=100, description="Failed intervals before rolling back.")
     min_requests: int = Field(default=20, ge=0, description="Fewer canary requests make an interval inconclusive.")
@@ -290,8 +319,8 @@ class Analysis(Model):
         default=0.99, ge=0, le=1, description="Lowest share of canary requests answered without a 5xx."
     )
     latency: LatencyCheck | None = Field(default=None, description=LatencyCheck.__doc__)
-    prometheus_url: str | None = Field(default=None, pattern=r"^https?://", description="Prometheus for custom checks.")
-    prometheus_checks: list[PrometheusCheck] | None = Field(default=None, max_length=20, description="Custom checks.")
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://", description="Base URL of the Prometheus HTTP API for prometheusChecks, e.g. http://prometheus.monitoring:9090.")
+    prometheus_checks: list[PrometheusCheck] | None = Field(default=None, max_length=20, description="Custom checks, judged with the built-in ones.")
 
 
 class RolloutPolicy(Model):

@@ -17,7 +17,15 @@ from pydantic import ValidationError
 
 from .quantity import parse_quantity
 from .runtimes import DEFAULT_PORT, DEFAULT_PROTOCOL, RuntimeRegistry
-from .spec import RESERVED_FIELDS, SUPPORTED_PROVIDERS, ModelDeploymentSpec, Resources
+from .spec import (
+    QUERY_VARIABLES,
+    RESERVED_FIELDS,
+    SUPPORTED_PROVIDERS,
+    Analysis,
+    ModelDeploymentSpec,
+    Resources,
+    unknown_query_variables,
+)
 
 SUPPORTED_SCHEMES = ("s3", "gs", "http", "https", "pvc", "hf")
 # Children are named "<name>-<suffix>" and the Service "<name>"; both must stay valid
@@ -84,9 +92,7 @@ def validate(
         if getattr(parsed, f) is not None
     ]
     problems += _check_traffic(parsed)
-    analysis = parsed.rollout.analysis if parsed.rollout else None
-    if analysis and (analysis.prometheus_url or analysis.prometheus_checks):
-        problems.append(Problem("spec.rollout.analysis", "Prometheus checks are not supported yet; remove prometheusUrl/prometheusChecks"))
+    problems += _check_prometheus(parsed.rollout.analysis if parsed.rollout else None)
     if parsed.autoscaling and parsed.autoscaling.min_replicas > parsed.autoscaling.max_replicas:
         problems.append(Problem("spec.autoscaling.minReplicas", "must not exceed maxReplicas"))
     runtime, runtime_problems = _resolve_runtime(name, parsed, registry)
@@ -164,6 +170,30 @@ def _check_resources(resources: Resources | None) -> list[Problem]:
             problems.append(
                 Problem(field, f"extended resource {resource} needs an equal limit (it cannot be overcommitted)")
             )
+    return problems
+
+
+def _check_prometheus(analysis: Analysis | None) -> list[Problem]:
+    """Custom checks need a server, a bound, and only the template variables we fill in."""
+    if analysis is None or not analysis.prometheus_checks:
+        return []
+    field = "spec.rollout.analysis.prometheusChecks"
+    problems = []
+    if not analysis.prometheus_url:
+        problems.append(Problem(field, "needs spec.rollout.analysis.prometheusUrl"))
+    names: set[str] = set()
+    for i, check in enumerate(analysis.prometheus_checks):
+        if check.min is None and check.max is None:
+            problems.append(Problem(f"{field}[{i}]", f"check {check.name!r} needs min, max or both"))
+        elif check.min is not None and check.max is not None and check.min > check.max:
+            problems.append(Problem(f"{field}[{i}]", f"check {check.name!r}: min {check.min:g} exceeds max {check.max:g}"))
+        unknown = unknown_query_variables(check.query)
+        if unknown:
+            known = ", ".join("{{ %s }}" % v for v in QUERY_VARIABLES)
+            problems.append(Problem(f"{field}[{i}].query", f"unknown template variable {unknown[0]!r}; known: {known}"))
+        if check.name in names:
+            problems.append(Problem(f"{field}[{i}].name", f"duplicate check name {check.name!r}"))
+        names.add(check.name)
     return problems
 
 
