@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-from modeldeploy.routing import Route, render_nginx_conf  # noqa: E402
+from modeldeploy.routing.router import Route, render_nginx_conf  # noqa: E402
 
 BODY = b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}'
 ANSWER = b'{"outputs": [{"name": "label", "shape": [1], "datatype": "INT64", "data": [0]}]}'

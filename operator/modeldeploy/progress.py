@@ -8,6 +8,7 @@ nothing, so no interval is counted twice and no step is repeated or skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
@@ -24,12 +25,12 @@ from .k8s import Kube
 from .k8s.prometheus import query_checks
 from .k8s.scrape import scrape_pods, served_routes
 from .render import labels, names
-from .render.router import CANARY, ROUTE_ANNOTATION, ROUTER, ROUTER_PORT
+from .render.router import CANARY, ROUTE_ANNOTATION, ROUTER
 from .rollout import Controls, IntervalResult, Phase, RolloutState, plan
 from .rollout.record import checks_of, from_status, parse_duration, policy_steps, revision
 from .rollout.variants import target_variant
-from .routing.router import ROUTE_HEADER
-from .status import deployment_ready
+from .routing.provider import Observed, Split, TrafficProvider
+from .routing.registry import provider_for
 
 log = logging.getLogger(__name__)
 PROMOTE = f"{labels.DOMAIN}/promote"
@@ -111,14 +112,15 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
     analysis = policy.analysis
     interval = parse_duration(analysis.interval) if analysis else MEASURE_INTERVAL
     canary_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name, CANARY))
-    router_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name, ROUTER))
-    canary_ready = deployment_ready(canary_dep) and deployment_ready(router_dep) and _service_on_router(kube, namespace, name)
+    traffic = provider_for(spec)
+    observed = _observe(kube, namespace, name, traffic)
+    canary_ready = traffic.canary_ready(name, observed)
 
     result: Measure | None = None
     verdict: IntervalResult | None = None
     details: dict[str, Any] | None = None
     window = windows.get(key)
-    in_effect = _route_in_effect(kube, namespace, name)
+    in_effect = _route_in_effect(kube, namespace, name, spec, state, traffic, observed)
     if not in_effect:
         nudge_router(kube, namespace, name)
     if state.weight > 0 and state.phase != Phase.PROMOTING and in_effect:
@@ -143,7 +145,7 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
             window.opened = scrape
     elif state.weight == 0 or state.phase == Phase.PROMOTING:
         windows.put(key, None)
-    # else: the router has not loaded the weight yet; the open window, if any, waits.
+    # else: the provider does not give the weight yet; the open window, if any, waits.
 
     annotations = meta.get("annotations") or {}
     controls = Controls(
@@ -160,14 +162,19 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
     return Tick(nxt, rev, result, details, now if result else None)
 
 
-def _route_in_effect(kube: Kube, namespace: str, name: str) -> bool:
-    """Every router pod serves the route of the router ConfigMap (Argo's VerifyWeight):
-    only then do the counters measure the weight in status."""
-    router = names.variant(name, ROUTER)
-    config = kube.get("v1", "ConfigMap", namespace, router)
-    wanted = ((config or {}).get("metadata", {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
-    pods = kube.list("v1", "Pod", namespace, labels.selector(name, ROUTER))
-    return wanted is not None and served_routes(pods, ROUTER_PORT, ROUTE_HEADER) == {wanted}
+def _route_in_effect(
+    kube: Kube, namespace: str, name: str, spec: ModelDeploymentSpec, state: RolloutState,
+    traffic: TrafficProvider, observed: Observed,
+) -> bool:
+    """The provider gives the state's weight now (Argo's VerifyWeight), judged from the
+    objects it observes and, for the router, the route every router pod answers: only
+    then do the counters measure the weight in status."""
+    probe = traffic.probe(name)
+    if probe is not None:
+        pods = kube.list("v1", "Pod", namespace, dict(probe.selector))
+        observed = dataclasses.replace(observed, served_routes=frozenset(served_routes(pods, probe.port, probe.header)))
+    split = Split(state.weight, mirror=bool(spec.traffic and spec.traffic.mirror))
+    return traffic.in_effect(name, spec, split, observed)
 
 
 def nudge_router(kube: Kube, namespace: str, name: str) -> None:
@@ -189,9 +196,9 @@ def nudge_router(kube: Kube, namespace: str, name: str) -> None:
             kube.patch("v1", "Pod", namespace, meta["name"], {"metadata": {"annotations": {ROUTE_ANNOTATION: wanted}}})
 
 
-def _service_on_router(kube: Kube, namespace: str, name: str) -> bool:
-    service = kube.get("v1", "Service", namespace, names.service(name))
-    return ((service or {}).get("spec") or {}).get("selector") == labels.selector(name, ROUTER)
+def _observe(kube: Kube, namespace: str, name: str, traffic: TrafficProvider) -> Observed:
+    """Every object the provider observes, as the API server has it now (None: absent)."""
+    return Observed({(ref.kind, ref.name): kube.get(ref.api_version, ref.kind, namespace, ref.name) for ref in traffic.observes(name)})
 
 
 def _port(deployment: Mapping[str, Any] | None) -> int:

@@ -27,6 +27,7 @@ from .render.service import SERVICE_PORT
 from .rollout.plan import TERMINAL, RolloutState
 from .rollout.record import changes, from_status, iso, to_status
 from .rollout.variants import Variants, decide, ended_at
+from .routing.registry import provider_for
 from .status import Event, Observed, compute_status, deployment_ready, differs, transitions
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,16 @@ def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> 
 def _canary(
     kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, state: RolloutState, retiring: bool
 ) -> Canary:
-    """The canary and its router. Retiring (the rollout ended): the Service is back on the
-    stable pods, the router sends everything to stable, and both wait to be pruned."""
+    """The canary and its traffic provider. Retiring (the rollout ended): the weight is 0,
+    the main Service is back on the stable pods, and the canary's objects wait to be pruned.
+    The router's availability is observed for the router provider; the others ignore it."""
     router = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, ROUTER))
-    header, cookie, mirror = route_matches(stable)
+    matches, mirror = route_matches(stable)
     target = Target(stable.name, stable.namespace, stable.uid, canary.spec, canary.runtime, stable.storage_initializer_image)
     return Canary(
         target, 0 if retiring else state.weight, config.router_image, config.cluster_domain,
-        router_available=deployment_ready(router) and not retiring, header=header, cookie=cookie, mirror=mirror,
+        router_available=deployment_ready(router) and not retiring, matches=matches, mirror=mirror,
+        provider=provider_for(stable.spec),
     )
 
 

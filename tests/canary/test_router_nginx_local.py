@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from modeldeploy.routing import Match, Route, render_nginx_conf
+from modeldeploy.routing.router import Match, Route, render_nginx_conf
+from modeldeploy.routing.shares import COOKIE
 from modeldeploy.routing.router import ROUTE_HEADER, VARIANT_HEADER
 from support import wait_for as _wait_for
 
@@ -262,14 +263,27 @@ def test_weight_0_and_100_send_everything_one_way(backends, start_router, weight
 
 def test_header_and_cookie_match_win_over_the_split(backends, start_router):
     stable, canary = backends
-    # "default" is a map keyword: the cookie value proves keys are escaped.
-    router = start_router(stable, canary, weight=20, header=Match("X-Canary", "yes"),
-                          cookie=Match("md_ab", "default"))
+    # "default" is a map keyword: the cookie value proves keys cannot be read as one.
+    router = start_router(stable, canary, weight=20, matches=(Match("X-Canary", "yes"), Match("md_ab", "default", COOKIE)))
     assert set(variants(router.port, IDS[:500], {"X-Canary": "yes"})) == {"canary"}
     assert set(variants(router.port, IDS[:500], {"Cookie": "other=1; md_ab=default"})) == {"canary"}
     plain = variants(router.port, IDS[:500])
     assert set(variants(router.port, IDS[:500], {"X-Canary": "no", "Cookie": "md_ab=b"})) == set(plain)
     assert plain.count("stable") > 300 and plain.count("canary") > 50
+
+
+def test_any_of_several_header_and_cookie_matches_wins_over_the_split(backends, start_router):
+    stable, canary = backends
+    router = start_router(stable, canary, weight=20, matches=(
+        Match("X-Canary", "yes"), Match("X-Beta-Tester", "v1.2"), Match("cohort", "b", COOKIE)))
+    for headers in ({"X-Canary": "yes"}, {"X-Beta-Tester": "v1.2"}, {"Cookie": "a=1; cohort=b; z=2"},
+                    {"X-Canary": "no", "X-Beta-Tester": "v1.2"}):
+        assert set(variants(router.port, IDS[:300], headers)) == {"canary"}, headers
+    # Near misses follow the split, and exactly as a request without them would.
+    plain = variants(router.port, IDS[:1000])
+    near = {"X-Canary": "YES", "X-Beta-Tester": "v1x2", "X-Beta": "v1.2", "Cookie": "cohort=bb; xcohort=b"}
+    assert variants(router.port, IDS[:1000], near) == plain
+    assert 15 <= share(plain) <= 25, share(plain)
 
 
 def test_large_post_body_passes_through(backends, start_router):
@@ -340,8 +354,9 @@ def test_reload_to_weight_50_fails_no_request(backends, start_router):
 @pytest.mark.parametrize("fields", [
     {"canary": None},
     {"weight": 100},
-    {"cookie": Match("ab", "include"), "weight": 5},
-    {"header": Match("X-Model-Version", "v2"), "request_id_header": "X-Correlation-Id"},
+    {"matches": (Match("ab", "include", COOKIE),), "weight": 5},
+    {"matches": (Match("X-Model-Version", "v2"),), "request_id_header": "X-Correlation-Id"},
+    {"matches": tuple(Match(f"m_{i}", f"v{i}.1", COOKIE) if i % 2 else Match(f"X-Match-{i}", f"v+{i}") for i in range(16)), "weight": 30},
     {"mirror": True, "read_timeout_seconds": 600},
     {"address": "::1", "port": 9443},
     {"stable": "model-stable.ns.svc.cluster.local:8080", "canary": "model-canary.ns.svc.cluster.local:8080"},

@@ -19,8 +19,7 @@ import pytest
 import yaml
 
 from modeldeploy.k8s import ApiError, Kube
-from modeldeploy.routing import gateway, istio
-from modeldeploy.routing.router import Match
+from modeldeploy.routing import COOKIE, Match, gateway, istio
 from support import ROOT, condition, wait_for
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
@@ -95,7 +94,8 @@ GATEWAY_CASES = {
     "weight-0": dict(weight=0),
     "weight-20": dict(weight=20),
     "weight-100": dict(weight=100),
-    "header": dict(weight=10, header=Match("X-Canary", "always")),
+    "header": dict(weight=10, matches=[Match("X-Canary", "always")]),
+    "headers": dict(weight=10, matches=[Match("X-Canary", "always"), Match("X-Beta", "1")]),
     "mirror": dict(mirror=True),
 }
 
@@ -128,7 +128,7 @@ def test_httproute_accepted_and_reads_back(kube, route_crds, namespace, owner, c
                 for f in got.get("filters") or ()] == [
             (f["type"], f["requestMirror"]["backendRef"]["name"], f["requestMirror"]["backendRef"]["port"])
             for f in want.get("filters") or ()]
-    if "header" in kwargs:
+    if "matches" in kwargs:
         header_rule = rules[0]
         assert header_rule["backendRefs"][0]["name"] == "iris-canary"
         assert header_rule["backendRefs"][0]["weight"] == 100
@@ -167,8 +167,10 @@ ISTIO_CASES = {
     "weight-0": dict(weight=0),
     "weight-20": dict(weight=20),
     "weight-100": dict(weight=100),
-    "header": dict(weight=10, header=Match("X-Canary", "always")),
-    "cookie": dict(weight=10, cookie=Match("canary", "v2.1")),
+    "header": dict(weight=10, matches=[Match("X-Canary", "always")]),
+    "cookie": dict(weight=10, matches=[Match("canary", "v2.1", COOKIE)]),
+    "headers-and-cookies": dict(weight=10, matches=[Match("X-Canary", "always"), Match("canary", "v2.1", COOKIE),
+                                                    Match("X-Beta", "1")]),
     "mirror": dict(mirror=True, gateways=["mesh"]),
 }
 

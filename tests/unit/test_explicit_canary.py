@@ -14,10 +14,11 @@ from modeldeploy.api.validate import validate
 from modeldeploy.config import OperatorConfig
 from modeldeploy.progress import Windows, tick
 from modeldeploy.reconcile import reconcile
-from modeldeploy.render import Canary, Target, render_children
+from modeldeploy.render import Canary, Target, labels, render_children
 from modeldeploy.rollout import Phase, RolloutState
 from modeldeploy.rollout.record import iso, revision, to_status
 from modeldeploy.rollout.variants import RETIRE_SECONDS, decide, target_variant, variant_of
+from modeldeploy.routing.registry import provider_named
 
 pytestmark = pytest.mark.canary
 
@@ -198,7 +199,8 @@ def test_children_stable_serves_spec_model_and_the_canary_its_model_with_its_rep
     spec = _spec(V1, {"model": V2, "replicas": 1})
     chosen = decide(spec, {"stable": STABLE_V1, "rollout": _rollout(spec, AT_50)}, stable_complete=True)
     stable = _target(registry, dict(chosen.stable_spec))
-    canary = Canary(_target(registry, dict(chosen.canary_spec)), 50, "example/router:1", "cluster.local", replicas=chosen.canary_replicas)
+    canary = Canary(_target(registry, dict(chosen.canary_spec)), 50, "example/router:1", "cluster.local",
+                    replicas=chosen.canary_replicas, provider=provider_named("router"))
     children = {(c["kind"], c["metadata"]["name"]): c for c in render_children(stable, canary)}
     assert _annotation(children[("Deployment", "iris-stable")], URI) == V1["uri"]
     assert children[("Deployment", "iris-stable")]["spec"]["replicas"] == 3
@@ -273,12 +275,12 @@ def test_reconcile_records_spec_model_as_stable_then_renders_the_canary():
 # --- the analysis loop -----------------------------------------------------------------------
 
 
-def test_the_analysis_loop_advances_an_explicit_canary(monkeypatch):
+def test_the_analysis_loop_advances_an_explicit_canary():
     kube = FakeKube()
     spec = _spec(V1, {"model": V2})
     for name in ("iris-canary", "iris-router"):
         kube.apply({"kind": "Deployment", "metadata": {"name": name}, "spec": {"replicas": 1, "template": {}}})
-    monkeypatch.setattr(progress, "_service_on_router", lambda kube, namespace, name: True)
+    kube.apply({"kind": "Service", "metadata": {"name": "iris"}, "spec": {"selector": labels.selector("iris", "router")}})
     status = {
         "stable": STABLE_V1, "rollout": _rollout(spec, RolloutState(message="waiting")),
         "conditions": [{"type": "Progressing", "reason": "RolloutComplete"}],

@@ -2,7 +2,7 @@
 
 import pytest
 
-from modeldeploy.routing import ReplicaSplit, split_replicas
+from modeldeploy.routing.replicas import ReplicaSplit, split_replicas
 
 pytestmark = pytest.mark.canary
 

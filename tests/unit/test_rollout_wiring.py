@@ -14,6 +14,7 @@ from modeldeploy.rollout.record import (
     changes, checks_of, from_status, iso, parse_duration, policy_steps, revision, to_status,
 )
 from modeldeploy.rollout.variants import RETIRE_SECONDS, decide, variant_of, with_variant
+from modeldeploy.routing.registry import provider_named
 from modeldeploy.status import deployment_ready
 
 pytestmark = pytest.mark.canary
@@ -174,6 +175,7 @@ def test_deployment_ready(deployment, ready):
 def _canary(make_target, weight=20, router_available=False, **kwargs):
     stable = make_target(replicas=2, rollout=ROLLOUT)
     target = make_target(model=V2, replicas=2, rollout=ROLLOUT)
+    kwargs.setdefault("provider", provider_named("router"))
     return stable, Canary(target, weight, "example/router:1", "cluster.local", router_available=router_available, **kwargs)
 
 

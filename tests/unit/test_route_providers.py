@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-from modeldeploy.routing import gateway, istio
-from modeldeploy.routing.router import Match
+from modeldeploy.routing import COOKIE, Match, gateway, istio
 
 pytestmark = pytest.mark.canary
 
@@ -62,10 +61,12 @@ def test_httproute_weights_sum_to_100_and_read_back(weight):
 
 
 def test_httproute_header_rule_sends_all_to_canary_and_keeps_the_split():
-    obj = httproute(weight=10, header=Match("X-Canary", "always"))
+    obj = httproute(weight=10, matches=[Match("X-Canary", "always"), Match("X-Beta", "1")])
     header_rule, weighted = obj["spec"]["rules"]
+    # The entries of `matches` are ORed: either header sends the request to the canary.
     assert header_rule == {
-        "matches": [{"headers": [{"type": "Exact", "name": "X-Canary", "value": "always"}]}],
+        "matches": [{"headers": [{"type": "Exact", "name": "X-Canary", "value": "always"}]},
+                    {"headers": [{"type": "Exact", "name": "X-Beta", "value": "1"}]}],
         "backendRefs": [{"name": "iris-canary", "port": 8080, "weight": 100}],
     }
     assert "matches" not in weighted
@@ -89,7 +90,7 @@ def test_httproute_metadata_carries_labels_and_owner():
 
 def test_httproute_rejects_cookie_with_a_reason():
     with pytest.raises(ValueError, match="cookie matches are not portable"):
-        httproute(cookie=Match("canary", "1"))
+        httproute(matches=[Match("X-A", "b"), Match("canary", "1", COOKIE)])
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -99,10 +100,10 @@ def test_httproute_rejects_cookie_with_a_reason():
     ({"weight": 12.5}, "weight must be an integer 0-100"),
     ({"port": 0}, "port must be 1-65535"),
     ({"parent_refs": []}, "parent_refs needs at least one"),
-    ({"header": Match("bad header", "x")}, "header match needs"),
-    ({"header": Match("X-A", "")}, "header match needs"),
+    ({"matches": [Match("bad header", "x")]}, "header match needs"),
+    ({"matches": [Match("X-A", "")]}, "header match needs"),
     ({"mirror": True, "weight": 5}, "mirror sends clients only stable's answers"),
-    ({"mirror": True, "header": Match("X-A", "b")}, "mirror sends clients only stable's answers"),
+    ({"mirror": True, "matches": [Match("X-A", "b")]}, "mirror sends clients only stable's answers"),
 ])
 def test_httproute_rejects_what_it_cannot_express(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -150,13 +151,16 @@ def test_virtualservice_gateways_only_when_given():
     assert virtualservice(gateways=["infra/public", "mesh"])["spec"]["gateways"] == ["infra/public", "mesh"]
 
 
-def test_virtualservice_matches_come_first_header_before_cookie():
-    obj = virtualservice(weight=5, header=Match("X-Canary", "always"), cookie=Match("canary", "v2.1"))
+def test_virtualservice_matches_come_first_headers_then_cookies():
+    obj = virtualservice(weight=5, matches=[Match("X-Canary", "always"), Match("canary", "v2.1", COOKIE),
+                                            Match("X-Beta", "1"), Match("cohort", "7", COOKIE)])
     names = [r["name"] for r in obj["spec"]["http"]]
     assert names == ["canary-header", "canary-cookie", "weighted"]
     header, cookie, weighted = obj["spec"]["http"]
-    assert header["match"] == [{"headers": {"x-canary": {"exact": "always"}}}]  # Istio wants lowercase
-    assert cookie["match"] == [{"headers": {"cookie": {"regex": r"^(.*?;\s*)?(canary=v2\.1)(;.*)?$"}}}]
+    # The entries of `match` are ORed: any of them sends the request to the canary.
+    assert header["match"] == [{"headers": {"x-canary": {"exact": "always"}}}, {"headers": {"x-beta": {"exact": "1"}}}]
+    assert cookie["match"] == [{"headers": {"cookie": {"regex": r"^(.*?;\s*)?(canary=v2\.1)(;.*)?$"}}},
+                               {"headers": {"cookie": {"regex": r"^(.*?;\s*)?(cohort=7)(;.*)?$"}}}]
     for matched in (header, cookie):
         assert [(d["destination"]["host"], d["weight"]) for d in matched["route"]] == [
             ("iris-canary.ml.svc.cluster.local", 100)]
@@ -174,7 +178,7 @@ def test_virtualservice_matches_come_first_header_before_cookie():
 ])
 def test_cookie_regex_matches_only_that_cookie(cookie, matches):
     # Python's re agrees with RE2 (Envoy's engine) on this regex's syntax.
-    assert bool(re.match(istio.cookie_regex(Match("canary", "v2.1")), cookie)) is matches
+    assert bool(re.match(istio.cookie_regex(Match("canary", "v2.1", COOKIE)), cookie)) is matches
 
 
 def test_virtualservice_mirror_is_100_percent_with_weight_0():
@@ -191,9 +195,9 @@ def test_virtualservice_mirror_is_100_percent_with_weight_0():
     ({"hosts": []}, "hosts needs at least one"),
     ({"hosts": ["Bad_Host"]}, "hosts needs at least one"),
     ({"canary_host": "*.ml.svc"}, "canary_host must be a Service host"),
-    ({"header": Match("x_under", "a")}, "header match needs"),
-    ({"cookie": Match("c", "a;b")}, "cookie match needs"),
-    ({"mirror": True, "cookie": Match("c", "1")}, "mirror sends clients only stable's answers"),
+    ({"matches": [Match("x_under", "a")]}, "header match needs"),
+    ({"matches": [Match("c", "a;b", COOKIE)]}, "cookie match needs"),
+    ({"mirror": True, "matches": [Match("c", "1", COOKIE)]}, "mirror sends clients only stable's answers"),
 ])
 def test_virtualservice_rejects_what_it_cannot_express(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -201,7 +205,7 @@ def test_virtualservice_rejects_what_it_cannot_express(kwargs, message):
 
 
 def test_virtualservice_applied_weight_without_names_or_weights():
-    obj = virtualservice(weight=40, header=Match("X-A", "b"))
+    obj = virtualservice(weight=40, matches=[Match("X-A", "b")])
     stored = copy.deepcopy(obj)
     for route in stored["spec"]["http"]:
         del route["name"]  # someone else's VirtualService: the unmatched route is the split

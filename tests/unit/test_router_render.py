@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from modeldeploy.routing import Match, Route, render_nginx_conf
+from modeldeploy.routing.router import Match, Route, render_nginx_conf
+from modeldeploy.routing.shares import COOKIE
 
 pytestmark = pytest.mark.canary
 
@@ -61,12 +62,20 @@ def test_without_canary_there_is_one_upstream():
     assert entries(block(conf, 'split_clients "${md_request_id}" $md_variant')) == [["*", "stable"]]
 
 
-def test_header_beats_cookie_beats_split():
-    conf = render_nginx_conf(Route(stable=STABLE, canary=CANARY, weight=10,
-                                   header=Match("X-Canary", "yes"), cookie=Match("ab", "default")))
+def test_every_match_is_a_map_chained_to_the_split():
+    conf = render_nginx_conf(Route(stable=STABLE, canary=CANARY, weight=10, matches=(
+        Match("X-Canary", "yes"), Match("X-Beta", "v1.2+b"), Match("ab", "default", COOKIE))))
     assert 'split_clients "${md_request_id}" $md_split {' in conf
-    assert entries(block(conf, "map $cookie_ab $md_match_0")) == [["\\default", "canary"], ["default", "$md_split"]]
-    assert entries(block(conf, "map $http_x_canary $md_variant")) == [["\\yes", "canary"], ["default", "$md_match_0"]]
+    # Each map sends its match to the canary and the rest down the chain, ending at the split.
+    assert entries(block(conf, "map $http_x_canary $md_match_0")) == [["~^yes$", "canary"], ["default", "$md_split"]]
+    # Anchored case-sensitive regexes: '.' and '+' are escaped, "default" is no keyword.
+    assert entries(block(conf, "map $http_x_beta $md_match_1")) == [["~^v1\\.2\\+b$", "canary"], ["default", "$md_match_0"]]
+    assert entries(block(conf, "map $cookie_ab $md_variant")) == [["~^default$", "canary"], ["default", "$md_match_1"]]
+
+
+def test_one_match_maps_straight_to_the_variant():
+    conf = render_nginx_conf(Route(stable=STABLE, canary=CANARY, weight=10, matches=(Match("X-Canary", "yes"),)))
+    assert entries(block(conf, "map $http_x_canary $md_variant")) == [["~^yes$", "canary"], ["default", "$md_split"]]
 
 
 def test_mirror_proxies_a_copy_to_canary_from_an_internal_location():
@@ -111,12 +120,15 @@ def test_render_is_deterministic_and_the_fingerprint_follows_the_route():
     ({"weight": 10}, "need a canary upstream"),
     ({"mirror": True}, "need a canary upstream"),
     ({"canary": CANARY, "mirror": True, "weight": 10}, "mirror sends clients only stable's answers"),
-    ({"canary": CANARY, "header": Match("X_Canary", "yes")}, "header match needs"),
-    ({"canary": CANARY, "header": Match("X-Canary", 'yes"; return 200 "x')}, "header match needs"),
-    ({"canary": CANARY, "header": Match("X-Canary", "~.*")}, "header match needs"),
-    ({"canary": CANARY, "header": Match("X-Canary", "$host")}, "header match needs"),
-    ({"canary": CANARY, "cookie": Match("a-b", "x")}, "cookie match needs"),
-    ({"canary": CANARY, "cookie": Match("ab", "a b")}, "cookie match needs"),
+    ({"canary": CANARY, "matches": (Match("X_Canary", "yes"),)}, "header match needs"),
+    ({"canary": CANARY, "matches": (Match("X-Canary", 'yes"; return 200 "x'),)}, "header match needs"),
+    ({"canary": CANARY, "matches": (Match("X-Canary", "~.*"),)}, "header match needs"),
+    ({"canary": CANARY, "matches": (Match("X-A", "ok"), Match("X-Canary", "$host"))}, "header match needs"),
+    ({"canary": CANARY, "matches": (Match("a-b", "x", COOKIE),)}, "cookie match needs"),
+    ({"canary": CANARY, "matches": (Match("ab", "a b", COOKIE),)}, "cookie match needs"),
+    ({"canary": CANARY, "matches": (Match("ab", "b", "query"),)}, "a match is of kind"),
+    ({"matches": (Match("X-A", "b"),)}, "need a canary upstream"),
+    ({"canary": CANARY, "mirror": True, "matches": (Match("X-A", "b"),)}, "mirror sends clients only stable's answers"),
     ({"request_id_header": "X Request"}, "request_id_header"),
     ({"address": "localhost"}, "address must be an IP address"),
     ({"port": 0}, "port must be 1-65535"),

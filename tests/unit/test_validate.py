@@ -25,8 +25,15 @@ INVALID = [
     ("negative quantity", "iris", {"model": S3, "resources": {"requests": {"cpu": "-1"}}}, "spec.resources.requests[cpu]", ["negative"]),
     ("name too long", "m" * (MAX_NAME_LENGTH + 1), {"model": S3}, "metadata.name", [str(MAX_NAME_LENGTH)]),
     ("explicit canary without rollout", "iris", {"model": S3, "canary": {"model": S3}}, "spec.canary", ["needs spec.rollout"]),
-    ("provider other than router", "iris", {"model": S3, "rollout": {}, "traffic": {"provider": "istio"}}, "spec.traffic.provider", ["istio", "accepted: router"]),
-    ("two header matches", "iris", {"model": S3, "rollout": {}, "traffic": {"match": [{"header": {"name": "a", "value": "1"}}, {"header": {"name": "b", "value": "2"}}]}}, "spec.traffic.match", ["one header"]),
+    ("unknown provider", "iris", {"model": S3, "rollout": {}, "traffic": {"provider": "linkerd"}}, "spec.traffic.provider", ["'router', 'replicas', 'gateway-api' or 'istio'"]),
+    ("replicas with a match", "iris", {"model": S3, "rollout": {}, "traffic": {"provider": "replicas", "match": [{"header": {"name": "a", "value": "1"}}]}}, "spec.traffic.match", ["replicas provider", "pod ratio", "router"]),
+    ("replicas with mirror", "iris", {"model": S3, "rollout": {}, "traffic": {"provider": "replicas", "mirror": True}}, "spec.traffic.mirror", ["replicas provider", "cannot copy"]),
+    ("gateway-api without gateway", "iris", {"model": S3, "rollout": {}, "traffic": {"provider": "gateway-api"}}, "spec.traffic.gateway", ["gateway-api", "spec.traffic.gateway.name"]),
+    ("gateway-api cookie match", "iris", {"model": S3, "rollout": {}, "traffic": {"provider": "gateway-api", "gateway": {"name": "gw"}, "match": [{"cookie": {"name": "a", "value": "1"}}]}}, "spec.traffic.match", ["headers only", "istio"]),
+    ("gateway with another provider", "iris", {"model": S3, "rollout": {}, "traffic": {"provider": "istio", "gateway": {"name": "gw"}}}, "spec.traffic.gateway", ["gateway-api only", "istio"]),
+    ("istio hosts with another provider", "iris", {"model": S3, "rollout": {}, "traffic": {"hosts": ["iris.example.com"]}}, "spec.traffic.hosts", ["istio only", "router"]),
+    ("header name nginx ignores", "iris", {"model": S3, "rollout": {}, "traffic": {"match": [{"header": {"name": "X-A", "value": "1"}}, {"header": {"name": "x_b", "value": "2"}}]}}, "spec.traffic.match[1]", ["letters, digits, '-'"]),
+    ("match value with a space", "iris", {"model": S3, "rollout": {}, "traffic": {"match": [{"cookie": {"name": "ab", "value": "a b"}}]}}, "spec.traffic.match[0]", ["cookie match needs"]),
     ("mirror with a match", "iris", {"model": S3, "rollout": {}, "traffic": {"mirror": True, "match": [{"cookie": {"name": "a", "value": "1"}}]}}, "spec.traffic.mirror", ["only stable's answers"]),
     ("match without rollout", "iris", {"model": S3, "traffic": {"mirror": True}}, "spec.traffic", ["spec.rollout"]),
     ("pvc without path", "iris", {"model": {"uri": "pvc://claim", "format": "sklearn"}}, "spec.model.uri", ["pvc://CLAIM/PATH"]),
@@ -82,10 +89,11 @@ def test_every_problem_is_reported_at_once(registry):
     spec = {
         "model": {"uri": "ftp://x/y", "format": "sklearn"},
         "resources": {"limits": {"cpu": "lots"}},
-        "traffic": {"provider": "istio"},
+        "rollout": {},
+        "traffic": {"provider": "gateway-api"},
     }
     _, problems = validate("iris", spec, registry)
-    assert {p.field for p in problems} == {"spec.model.uri", "spec.resources.limits[cpu]", "spec.traffic.provider"}
+    assert {p.field for p in problems} == {"spec.model.uri", "spec.resources.limits[cpu]", "spec.traffic.gateway"}
 
 
 def test_implicit_canary_rollout_is_valid(registry):
@@ -103,3 +111,23 @@ def test_valid_gpu_and_defaults(registry):
     validated, problems = validate("iris", spec, registry)
     assert problems == []
     assert validated.spec.replicas == 1
+
+
+VALID_TRAFFIC = {
+    "router, several matches": {"provider": "router", "match": [
+        {"header": {"name": "X-Canary", "value": "yes"}}, {"header": {"name": "X-Beta", "value": "1"}},
+        {"cookie": {"name": "ab", "value": "b"}}, {"cookie": {"name": "cohort", "value": "7"}}]},
+    "replicas": {"provider": "replicas"},
+    "gateway-api, headers": {"provider": "gateway-api", "gateway": {"name": "public", "namespace": "infra", "sectionName": "http"},
+                             "match": [{"header": {"name": "X-Canary", "value": "yes"}}]},
+    "istio, hosts, gateways, cookies": {"provider": "istio", "hosts": ["iris.example.com"], "gateways": ["infra/public"],
+                                        "match": [{"cookie": {"name": "ab", "value": "b"}}], },
+    "istio, mirror": {"provider": "istio", "mirror": True},
+}
+
+
+@pytest.mark.parametrize("traffic", VALID_TRAFFIC.values(), ids=VALID_TRAFFIC.keys())
+def test_every_provider_is_acted_on(registry, traffic):
+    validated, problems = validate("iris", {"model": S3, "rollout": {"stepWeight": 25}, "traffic": traffic}, registry)
+    assert problems == []
+    assert validated.spec.traffic.provider == traffic["provider"]

@@ -228,7 +228,10 @@ IMPLICIT = (
     "Implicit canary: a change of model or runtime is rolled out as a canary of the last "
     "promoted variant (status.stable)."
 )
-ROUTER_ONLY = "Only the router provider is acted on yet; the others are reported as InvalidSpec."
+PROVIDERS_NOTE = (
+    "Acted on during a rollout (spec.rollout); the main Service keeps its name whatever the "
+    "provider."
+)
 DURATION_PATTERN = r"^[0-9]+(s|m|h)$"
 
 
@@ -363,19 +366,57 @@ class TrafficMatch(Model):
     cookie: HeaderMatch | None = Field(default=None, description="Match a cookie.")
 
 
+class GatewayReference(Model):
+    """The Gateway an HTTPRoute attaches to (HTTPRoute.spec.parentRefs); the user's, never
+    created or changed by the operator."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Gateway.")
+    namespace: str | None = Field(
+        default=None, max_length=63,
+        description="Namespace of the Gateway (default: the ModelDeployment's); it must allow routes from this namespace.",
+    )
+    section_name: str | None = Field(
+        default=None, max_length=253, description="A listener of the Gateway, by name (default: every listener that accepts the route).",
+    )
+
+
 class TrafficPolicy(Model):
     """How traffic is split between stable and canary."""
 
     provider: Literal["router", "replicas", "gateway-api", "istio"] = Field(
         default="router",
         description=(
-            "router: an operator-managed nginx with an exact split (no mesh needed); replicas: "
-            "weight by pod ratio (approximate, reported honestly); gateway-api: an HTTPRoute; "
-            "istio: a VirtualService."
+            "router: an operator-managed nginx with an exact split by request id (no mesh "
+            "needed; image modeldeploy/router); replicas: weight by pod ratio, the main "
+            "Service over both variants' pods (the closest split the replicas allow, reported "
+            "honestly; no match, no mirror); gateway-api: an HTTPRoute named after the "
+            "ModelDeployment on spec.traffic.gateway (needs Gateway API CRDs and a gateway; "
+            "header matches only); istio: a VirtualService named after the ModelDeployment "
+            "(needs Istio)."
         ),
     )
-    match: list[TrafficMatch] | None = Field(default=None, max_length=16, description="A/B rules.")
+    match: list[TrafficMatch] | None = Field(
+        default=None, max_length=16,
+        description="A/B rules: a request matching any of them goes to the canary, whatever the weight.",
+    )
     mirror: bool = Field(default=False, description="Copy every request to the canary; clients see stable's answers.")
+    gateway: GatewayReference | None = Field(
+        default=None, description=f"{GatewayReference.__doc__} Required by, and only used with, provider gateway-api.",
+    )
+    hosts: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        default=None, max_length=16,
+        description=(
+            "istio only: VirtualService.spec.hosts, what clients address (default: the main "
+            "Service's cluster name, NAME.NAMESPACE.svc.CLUSTER_DOMAIN)."
+        ),
+    )
+    gateways: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        default=None, max_length=16,
+        description=(
+            "istio only: VirtualService.spec.gateways, e.g. istio-system/public or mesh "
+            "(default: left out, which Istio reads as the mesh only)."
+        ),
+    )
 
 
 class ModelDeploymentSpec(Model):
@@ -403,12 +444,12 @@ class ModelDeploymentSpec(Model):
     pod_metadata: PodMetadata | None = Field(default=None, description=PodMetadata.__doc__)
     canary: CanaryVariant | None = Field(default=None, description=f"{CanaryVariant.__doc__} {EXPLICIT}")
     rollout: RolloutPolicy | None = Field(default=None, description=f"{RolloutPolicy.__doc__} {IMPLICIT}")
-    traffic: TrafficPolicy | None = Field(default=None, description=f"{TrafficPolicy.__doc__} {ROUTER_ONLY}")
+    traffic: TrafficPolicy | None = Field(default=None, description=f"{TrafficPolicy.__doc__} {PROVIDERS_NOTE}")
     monitoring: PassThrough | None = Field(
         default=None, description=f"Prediction logging and drift monitoring. {RESERVED_NOTE}"
     )
 
 
 RESERVED_FIELDS = ("monitoring",)
-# Traffic providers the operator acts on today; the others are in the API already.
-SUPPORTED_PROVIDERS = ("router",)
+# Traffic providers the operator acts on (routing/registry.py has one for each).
+SUPPORTED_PROVIDERS = ("router", "replicas", "gateway-api", "istio")

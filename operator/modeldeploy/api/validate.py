@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..routing.shares import COOKIE, HEADER, Match, match_problems
 from .quantity import parse_quantity
 from .runtimes import DEFAULT_PORT, DEFAULT_PROTOCOL, RuntimeRegistry
 from .spec import (
@@ -104,18 +105,48 @@ def validate(
 
 
 def _check_traffic(spec: ModelDeploymentSpec) -> list[Problem]:
-    """What the router can express: one header and one cookie match, mirror without them."""
+    """What the chosen provider can express: the replicas provider neither matches nor
+    mirrors, gateway-api needs its Gateway and matches headers only, and a provider's own
+    fields are never silently ignored under another provider."""
     traffic = spec.traffic
     if traffic is None:
         return []
     problems = []
-    if traffic.provider not in SUPPORTED_PROVIDERS:
+    provider = traffic.provider
+    if provider not in SUPPORTED_PROVIDERS:
         accepted = ", ".join(SUPPORTED_PROVIDERS)
-        problems.append(Problem("spec.traffic.provider", f"{traffic.provider!r} is not supported yet; accepted: {accepted}"))
+        problems.append(Problem("spec.traffic.provider", f"{provider!r} is not supported; accepted: {accepted}"))
     matches = traffic.match or []
-    for kind in ("header", "cookie"):
-        if sum(1 for m in matches if getattr(m, kind)) > 1:
-            problems.append(Problem("spec.traffic.match", f"the router takes at most one {kind} match"))
+    if provider == "replicas" and matches:
+        problems.append(Problem(
+            "spec.traffic.match",
+            "the replicas provider splits by pod ratio and cannot route by header or cookie: "
+            "remove it, or use provider router, istio or gateway-api (headers only)",
+        ))
+    if provider == "replicas" and traffic.mirror:
+        problems.append(Problem(
+            "spec.traffic.mirror",
+            "the replicas provider splits by pod ratio and cannot copy requests: remove it, or use provider router, istio or gateway-api",
+        ))
+    if provider == "gateway-api" and traffic.gateway is None:
+        problems.append(Problem(
+            "spec.traffic.gateway",
+            "the gateway-api provider needs the Gateway its HTTPRoute attaches to: set spec.traffic.gateway.name",
+        ))
+    if provider == "gateway-api" and any(m.cookie for m in matches):
+        problems.append(Problem(
+            "spec.traffic.match",
+            "the gateway-api provider matches headers only (a cookie cannot be matched portably): "
+            "use a header match, or provider router or istio",
+        ))
+    if provider != "gateway-api" and traffic.gateway is not None:
+        problems.append(Problem("spec.traffic.gateway", f"is used by provider gateway-api only, not {provider!r}: remove it"))
+    for field in ("hosts", "gateways"):
+        if provider != "istio" and getattr(traffic, field) is not None:
+            problems.append(Problem(f"spec.traffic.{field}", f"is used by provider istio only, not {provider!r}: remove it"))
+    for i, m in enumerate(matches):
+        kind, rule = (HEADER, m.header) if m.header else (COOKIE, m.cookie)
+        problems += [Problem(f"spec.traffic.match[{i}]", p) for p in match_problems([Match(rule.name, rule.value, kind)])]  # type: ignore[union-attr]
     if traffic.mirror and matches:
         problems.append(Problem("spec.traffic.mirror", "mirror sends clients only stable's answers: remove spec.traffic.match"))
     if spec.rollout is None and (matches or traffic.mirror):

@@ -2,6 +2,9 @@
 
 Selectors use only ``modeldeploy.io/deployment`` and ``modeldeploy.io/variant``: a
 Deployment's selector is immutable, so it must never depend on anything a user can change.
+The one exception is the main Service under the `replicas` traffic provider, which selects
+the model-server pods of both variants by ``app.kubernetes.io/component: predictor`` (a
+Service selector is mutable, and the operator's labels win over the user's pod labels).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ MANAGER = "modeldeploy"
 NAME = "app.kubernetes.io/name"
 COMPONENT = "app.kubernetes.io/component"
 PART_OF = "app.kubernetes.io/part-of"
+PREDICTOR = "predictor"  # model-server pods, of any variant
+ROUTER = "router"  # the router's nginx pods
 
 # Pod template annotations: what a pod runs, read back to report the model actually serving.
 MODEL_URI = f"{DOMAIN}/model-uri"
@@ -28,10 +33,21 @@ def selector(md_name: str, variant: str = STABLE) -> dict[str, str]:
     return {DEPLOYMENT: md_name, VARIANT: variant}
 
 
+def serving(md_name: str) -> dict[str, str]:
+    """The model-server pods of every variant (stable and canary), and no router pod."""
+    return {DEPLOYMENT: md_name, COMPONENT: PREDICTOR}
+
+
 def common(md_name: str) -> dict[str, str]:
     """Labels on every child: who manages it and which ModelDeployment owns it."""
     return {MANAGED_BY: MANAGER, PART_OF: MANAGER, NAME: md_name, DEPLOYMENT: md_name}
 
 
 def variant(md_name: str, variant_name: str = STABLE) -> dict[str, str]:
-    return {**common(md_name), COMPONENT: "predictor", VARIANT: variant_name}
+    """A model-server variant's objects and pods."""
+    return {**common(md_name), COMPONENT: PREDICTOR, VARIANT: variant_name}
+
+
+def router(md_name: str) -> dict[str, str]:
+    """The router's objects and pods: not a predictor, so `serving()` never selects them."""
+    return {**common(md_name), COMPONENT: ROUTER, VARIANT: ROUTER}

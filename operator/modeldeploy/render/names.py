@@ -1,6 +1,7 @@
 """Every name the operator gives to a child object, in one place."""
 
 STABLE = "stable"
+CANARY = "canary"
 
 
 def service(md_name: str) -> str:

@@ -1,7 +1,9 @@
 """The router's Kubernetes objects: per-variant Services, the nginx config in a ConfigMap,
 and the router Deployment that mounts it.
 
-The config text comes from routing/ (render_nginx_conf); here it is only placed. The
+The config text and its fingerprint come from routing/router.py (render_nginx_conf), which
+also decides when these objects are wanted (the `router` provider); here they are only
+placed. The
 Deployment never changes when the weights do: the image reloads nginx when the mounted
 ConfigMap file changes, so a weight change costs no pod restart and drops no request.
 """
@@ -10,14 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..routing.router import Match, Route, render_nginx_conf
 from . import labels, names
 from .deployment import PORT_NAME, PRESTOP_SECONDS
 from .service import SERVICE_PORT
 from .target import Target
 
 ROUTER = "router"
-CANARY = "canary"
+CANARY = names.CANARY
 ROUTER_PORT = 8080
 CONFIG_DIR = "/etc/modeldeploy-router"
 CONFIG_KEY = "nginx.conf"
@@ -25,7 +26,7 @@ ROUTE_ANNOTATION = f"{labels.DOMAIN}/route"
 
 
 def render_variant_service(target: Target, variant: str) -> dict[str, Any]:
-    """`<name>-<variant>`: the router's upstream for one variant's pods."""
+    """`<name>-<variant>`: one variant's pods, the backend of every provider but `replicas`."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -38,32 +39,20 @@ def render_variant_service(target: Target, variant: str) -> dict[str, Any]:
     }
 
 
-def router_route(
-    target: Target, cluster_domain: str, weight: int, *, header: Match | None = None,
-    cookie: Match | None = None, mirror: bool = False,
-) -> Route:
-    """The Route between this ModelDeployment's stable and canary variant Services."""
-    def upstream(variant: str) -> str:
-        return f"{names.variant(target.name, variant)}.{target.namespace}.svc.{cluster_domain}:{SERVICE_PORT}"
+def render_router(target: Target, config_text: str, fingerprint: str, image: str, replicas: int = 1) -> list[dict[str, Any]]:
+    """ConfigMap and Deployment `<name>-router`; its pods carry the variant label `router`.
 
-    return Route(
-        stable=upstream(names.STABLE), canary=upstream(CANARY), weight=weight,
-        header=header, cookie=cookie, mirror=mirror, port=ROUTER_PORT,
-    )
-
-
-def render_router(target: Target, route: Route, image: str, replicas: int = 1) -> list[dict[str, Any]]:
-    """ConfigMap and Deployment `<name>-router`; its pods carry the variant label `router`."""
+    config_text: the nginx.conf; fingerprint: what the router pods answer in
+    X-Modeldeploy-Route once they have loaded it (kept in an annotation)."""
     name = names.variant(target.name, ROUTER)
-    router_labels = labels.variant(target.name, ROUTER)
+    router_labels = labels.router(target.name)
     config_meta = target.metadata(name, router_labels)
-    # What the router pods answer in X-Modeldeploy-Route once they have loaded this config.
-    config_meta["annotations"] = {ROUTE_ANNOTATION: route.fingerprint()}
+    config_meta["annotations"] = {ROUTE_ANNOTATION: fingerprint}
     config = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": config_meta,
-        "data": {CONFIG_KEY: render_nginx_conf(route)},
+        "data": {CONFIG_KEY: config_text},
     }
     container = {
         "name": ROUTER,

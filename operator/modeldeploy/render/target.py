@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..api.crd import API_VERSION, KIND
 from ..api.validate import ResolvedRuntime
 from ..api.spec import ModelDeploymentSpec
+
+
+def owned_metadata(name: str, namespace: str, owner_reference: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+    """Metadata of a child: its labels, owned by (a copy of) `owner_reference`."""
+    return {"name": name, "namespace": namespace, "labels": dict(labels), "ownerReferences": [dict(owner_reference)]}
 
 
 @dataclass(frozen=True)
@@ -34,9 +40,4 @@ class Target:
         }
 
     def metadata(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
-        return {
-            "name": name,
-            "namespace": self.namespace,
-            "labels": labels,
-            "ownerReferences": [self.owner_reference()],
-        }
+        return owned_metadata(name, self.namespace, self.owner_reference(), labels)

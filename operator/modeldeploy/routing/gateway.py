@@ -7,9 +7,10 @@ and the CRDs need no experimental features:
 
 - weight: one rule whose two backendRefs carry weights (100 - w, w). A backendRef of weight
   0 gets no traffic but stays listed, so the object keeps one shape from 0 to 100.
-- header: a rule matching the header exactly, all to the canary. The spec orders matching
-  rules by specificity and a match with headers beats the bare path match, so the header
-  rule wins without relying on rule order.
+- headers: one rule whose `matches` list every header (exact), all to the canary; the
+  entries of `matches` are ORed, so any header sends the request to the canary. The spec
+  orders matching rules by specificity and a match with headers beats the bare path match,
+  so the header rule wins without relying on rule order.
   https://gateway-api.sigs.k8s.io/reference/spec/#httprouterule
 - mirror: a RequestMirror filter on the weighted rule (canary weight 0); the mirrored
   responses are dropped by the gateway. `percent` is left out: it defaults to all requests
@@ -18,23 +19,34 @@ and the CRDs need no experimental features:
 - cookie: rejected. Standard HTTPRoute header matches are Exact (RegularExpression is
   implementation-specific), and a Cookie header holds every cookie, so "cookie c equals v"
   cannot be said portably.
+
+The operator sees the HTTPRoute, not the gateway's data plane: a weight is "in effect" once
+the HTTPRoute with it is stored. Whether the gateway has programmed it is the gateway's
+business (its status.parents conditions); the measured effective weight, from the model
+servers' own counters, is what tells.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .router import Match
-from .shares import percent, route_metadata, split_problems
+from ..render import labels, names
+from ..render.router import render_variant_service
+from ..render.service import SERVICE_PORT
+from ..render.target import owned_metadata
+from ..status import deployment_ready
+from .shares import COOKIE, Match, ObjectRef, Observed, Probe, Split, percent, split_problems
 
+if TYPE_CHECKING:
+    from ..api.spec import ModelDeploymentSpec
+    from ..render.canary import Canary
+    from ..render.target import Target
+
+NAME = "gateway-api"
 API_VERSION = "gateway.networking.k8s.io/v1"
 KIND = "HTTPRoute"
-
-# The CRD's patterns: an HTTP token (RFC 7230) for names, at most 4096 bytes for values.
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$")
-_HEADER_VALUE = re.compile(r"^[\x20-\x7e]{1,4096}$")
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 
 
 def render_httproute(
@@ -47,8 +59,7 @@ def render_httproute(
     canary_service: str,
     port: int,
     weight: int = 0,
-    header: Match | None = None,
-    cookie: Match | None = None,
+    matches: Sequence[Match] = (),
     mirror: bool = False,
 ) -> dict[str, Any]:
     """The HTTPRoute sending `weight` percent to `canary_service`, the rest to `stable_service`.
@@ -57,7 +68,7 @@ def render_httproute(
     HTTPRoute.spec.parentRefs; the user's, since the operator never owns a Gateway.
     Raises ValueError for anything the provider cannot express, saying what it accepts.
     """
-    problems = _problems(parent_refs, port, weight, header, cookie, mirror)
+    problems = _problems(parent_refs, port, weight, matches, mirror)
     if problems:
         raise ValueError("invalid gateway-api route: " + "; ".join(problems))
     stable = {"name": stable_service, "port": port}
@@ -68,16 +79,16 @@ def render_httproute(
     if mirror:
         weighted["filters"] = [{"type": "RequestMirror", "requestMirror": {"backendRef": dict(canary)}}]
     rules = []
-    if header is not None:
+    if matches:
         rules.append({
-            "matches": [{"headers": [{"type": "Exact", "name": header.name, "value": header.value}]}],
+            "matches": [{"headers": [{"type": "Exact", "name": m.name, "value": m.value}]} for m in matches],
             "backendRefs": [{**canary, "weight": 100}],
         })
     rules.append(weighted)
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": route_metadata(name, namespace, owner_reference),
+        "metadata": owned_metadata(name, namespace, owner_reference, labels.common(name)),
         "spec": {"parentRefs": [dict(ref) for ref in parent_refs], "rules": rules},
     }
 
@@ -100,19 +111,75 @@ def applied_weight(obj: Mapping[str, Any]) -> int:
 
 
 def _problems(
-    parent_refs: list[dict[str, Any]],
-    port: int,
-    weight: int,
-    header: Match | None,
-    cookie: Match | None,
-    mirror: bool,
+    parent_refs: list[dict[str, Any]], port: int, weight: int, matches: Sequence[Match], mirror: bool,
 ) -> list[str]:
     problems = []
     if not parent_refs:
         problems.append("parent_refs needs at least one Gateway (or Service) to attach to")
-    if cookie is not None:
+    if any(m.kind == COOKIE for m in matches):
         problems.append("cookie matches are not portable in the Gateway API standard channel "
                         "(header matches are Exact only): use a header match")
-    if header is not None and not (_HEADER_NAME.match(header.name) and _HEADER_VALUE.match(header.value)):
-        problems.append(f"header match needs an HTTP token name and a printable ASCII value, got {header!r}")
-    return problems + split_problems(port, weight, header, cookie, mirror)
+    return problems + split_problems(port, weight, matches, mirror)
+
+
+def parent_refs(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """HTTPRoute.spec.parentRefs from spec.traffic.gateway: the user's Gateway."""
+    gateway = spec.traffic.gateway if spec.traffic else None
+    if gateway is None:
+        return []
+    ref: dict[str, Any] = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gateway.name}
+    if gateway.namespace:
+        ref["namespace"] = gateway.namespace
+    if gateway.section_name:
+        ref["sectionName"] = gateway.section_name
+    return [ref]
+
+
+def _route(name: str, namespace: str, owner: Mapping[str, Any], spec: ModelDeploymentSpec, split: Split) -> dict[str, Any]:
+    routed = split.routed
+    return render_httproute(
+        name=name, namespace=namespace, owner_reference=owner, parent_refs=parent_refs(spec),
+        stable_service=names.variant(name, names.STABLE), canary_service=names.variant(name, names.CANARY),
+        port=SERVICE_PORT, weight=routed.weight, matches=routed.matches, mirror=routed.mirror,
+    )
+
+
+class GatewayApi:
+    """The `gateway-api` provider: the HTTPRoute `<name>` on the user's Gateway, with the
+    variant Services `<name>-stable` and `<name>-canary` as backends. The main Service stays
+    on the stable pods, for clients that do not come through the Gateway."""
+
+    name = NAME
+
+    def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
+        return [
+            render_variant_service(stable, names.STABLE),
+            render_variant_service(stable, names.CANARY),
+            _route(stable.name, stable.namespace, stable.owner_reference(), stable.spec, canary.split),
+        ]
+
+    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
+        return applied_weight(_route("weight", "default", {}, spec, split))
+
+    def observes(self, name: str) -> tuple[ObjectRef, ...]:
+        return (
+            ObjectRef("apps/v1", "Deployment", names.variant(name, names.CANARY)),
+            ObjectRef(API_VERSION, KIND, name),
+        )
+
+    def probe(self, name: str) -> Probe | None:
+        return None
+
+    def canary_ready(self, name: str, observed: Observed) -> bool:
+        return deployment_ready(observed.get("Deployment", names.variant(name, names.CANARY))) and (
+            observed.get(KIND, name) is not None
+        )
+
+    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
+        """The stored HTTPRoute gives the split's weight (see the module docstring: the
+        gateway's data plane is not visible to the operator)."""
+        stored = observed.get(KIND, name)
+        try:
+            return stored is not None and applied_weight(stored) == self.applied_weight(spec, split)
+        except ValueError:
+            return False

@@ -8,33 +8,44 @@ https://istio.io/latest/docs/reference/config/networking/virtual-service/
 
 - weight: two destinations weighted (100 - w, w); the canary stays listed at weight 0, so
   the object keeps one shape from 0 to 100.
-- header: exact match on the header (Istio wants header names lowercase), all to canary.
-- cookie: a regex on the Cookie header, the way Flagger does it; the value is escaped, so
-  it matches literally.
+- headers: one route `canary-header` whose `match` lists every header (exact; Istio wants
+  header names lowercase), all to the canary; the entries of `match` are ORed.
+- cookies: one route `canary-cookie`, a regex on the Cookie header per cookie, the way
+  Flagger does it; the value is escaped, so it matches literally.
 - mirror: `mirror` plus `mirrorPercentage: 100` on the weighted route (canary weight 0);
   Envoy drops the mirrored responses.
+
+The operator sees the VirtualService, not the mesh's data plane (the Envoy sidecars): a
+weight is "in effect" once the VirtualService with it is stored; the measured effective
+weight, from the model servers' own counters, is what tells whether Envoy applies it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .router import Match
-from .shares import percent, route_metadata, split_problems
+from ..render import labels, names
+from ..render.router import render_variant_service
+from ..render.service import SERVICE_PORT
+from ..render.target import owned_metadata
+from ..status import deployment_ready
+from .shares import (
+    COOKIE, HEADER, SERVICE_HOST, WILDCARD_HOST, Match, ObjectRef, Observed, Probe, Split, percent, split_problems,
+)
 
+if TYPE_CHECKING:
+    from ..api.spec import ModelDeploymentSpec
+    from ..render.canary import Canary
+    from ..render.target import Target
+
+NAME = "istio"
 API_VERSION = "networking.istio.io/v1"
 KIND = "VirtualService"
 HEADER_ROUTE = "canary-header"
 COOKIE_ROUTE = "canary-cookie"
 WEIGHTED_ROUTE = "weighted"
-
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
-_COOKIE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_MATCH_VALUE = re.compile(r"^[\x21-\x7e]{1,256}$")
-# An RFC 1123 host or a wildcard one ("*.example.com"): hosts and destinations alike.
-_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$|^\*$")
 
 
 def render_virtualservice(
@@ -48,8 +59,7 @@ def render_virtualservice(
     canary_host: str,
     port: int,
     weight: int = 0,
-    header: Match | None = None,
-    cookie: Match | None = None,
+    matches: Sequence[Match] = (),
     mirror: bool = False,
 ) -> dict[str, Any]:
     """The VirtualService sending `weight` percent to `canary_host`, the rest to `stable_host`.
@@ -60,24 +70,17 @@ def render_virtualservice(
     (model-stable.ns.svc.cluster.local): short names resolve in the VirtualService's namespace.
     Raises ValueError for anything the provider cannot express, saying what it accepts.
     """
-    problems = _problems(hosts, stable_host, canary_host, port, weight, header, cookie, mirror)
+    problems = _problems(hosts, stable_host, canary_host, port, weight, matches, mirror)
     if problems:
         raise ValueError("invalid istio route: " + "; ".join(problems))
     stable = {"host": stable_host, "port": {"number": port}}
     canary = {"host": canary_host, "port": {"number": port}}
     routes: list[dict[str, Any]] = []
-    if header is not None:
-        routes.append({
-            "name": HEADER_ROUTE,
-            "match": [{"headers": {header.name.lower(): {"exact": header.value}}}],
-            "route": [{"destination": canary, "weight": 100}],
-        })
-    if cookie is not None:
-        routes.append({
-            "name": COOKIE_ROUTE,
-            "match": [{"headers": {"cookie": {"regex": cookie_regex(cookie)}}}],
-            "route": [{"destination": canary, "weight": 100}],
-        })
+    headers = [{"headers": {m.name.lower(): {"exact": m.value}}} for m in matches if m.kind == HEADER]
+    cookies = [{"headers": {"cookie": {"regex": cookie_regex(m)}}} for m in matches if m.kind == COOKIE]
+    for route_name, match in ((HEADER_ROUTE, headers), (COOKIE_ROUTE, cookies)):
+        if match:
+            routes.append({"name": route_name, "match": match, "route": [{"destination": dict(canary), "weight": 100}]})
     weighted: dict[str, Any] = {
         "name": WEIGHTED_ROUTE,
         "route": [{"destination": stable, "weight": 100 - weight}, {"destination": canary, "weight": weight}],
@@ -93,7 +96,7 @@ def render_virtualservice(
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": route_metadata(name, namespace, owner_reference),
+        "metadata": owned_metadata(name, namespace, owner_reference, labels.common(name)),
         "spec": spec,
     }
 
@@ -121,24 +124,71 @@ def applied_weight(obj: Mapping[str, Any]) -> int:
 
 
 def _problems(
-    hosts: list[str],
-    stable_host: str,
-    canary_host: str,
-    port: int,
-    weight: int,
-    header: Match | None,
-    cookie: Match | None,
-    mirror: bool,
+    hosts: list[str], stable_host: str, canary_host: str, port: int, weight: int, matches: Sequence[Match], mirror: bool,
 ) -> list[str]:
     problems = []
-    if not hosts or not all(isinstance(h, str) and _HOST.match(h) for h in hosts):
+    if not hosts or not all(isinstance(h, str) and WILDCARD_HOST.match(h) for h in hosts):
         problems.append(f"hosts needs at least one lowercase DNS name (or '*.domain'), got {hosts!r}")
     for what, host in (("stable_host", stable_host), ("canary_host", canary_host)):
-        if not isinstance(host, str) or not _HOST.match(host) or "*" in host:
+        if not isinstance(host, str) or not SERVICE_HOST.match(host):
             problems.append(f"{what} must be a Service host such as model-stable.ns.svc.cluster.local, got {host!r}")
-    if header is not None and not (_HEADER_NAME.match(header.name) and _MATCH_VALUE.match(header.value)):
-        problems.append(f"header match needs a name of letters, digits, '-' and a printable value, got {header!r}")
-    if cookie is not None and not (_COOKIE_NAME.match(cookie.name) and _MATCH_VALUE.match(cookie.value)
-                                   and ";" not in cookie.value):
-        problems.append(f"cookie match needs a name of letters, digits, '_.-' and a printable value without ';', got {cookie!r}")
-    return problems + split_problems(port, weight, header, cookie, mirror)
+    return problems + split_problems(port, weight, matches, mirror)
+
+
+def _route(
+    name: str, namespace: str, owner: Mapping[str, Any], spec: ModelDeploymentSpec, split: Split, cluster_domain: str,
+) -> dict[str, Any]:
+    def host(service: str) -> str:
+        return f"{service}.{namespace}.svc.{cluster_domain}"
+
+    traffic = spec.traffic
+    routed = split.routed
+    return render_virtualservice(
+        name=name, namespace=namespace, owner_reference=owner,
+        hosts=list(traffic.hosts) if traffic and traffic.hosts else [host(names.service(name))],
+        gateways=list(traffic.gateways) if traffic and traffic.gateways else None,
+        stable_host=host(names.variant(name, names.STABLE)), canary_host=host(names.variant(name, names.CANARY)),
+        port=SERVICE_PORT, weight=routed.weight, matches=routed.matches, mirror=routed.mirror,
+    )
+
+
+class Istio:
+    """The `istio` provider: the VirtualService `<name>` for spec.traffic.hosts (default: the
+    main Service's cluster name, i.e. mesh traffic to it) on spec.traffic.gateways (default:
+    the mesh only), with the variant Services `<name>-stable` and `<name>-canary` as
+    destinations. The main Service stays on the stable pods."""
+
+    name = NAME
+
+    def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
+        return [
+            render_variant_service(stable, names.STABLE),
+            render_variant_service(stable, names.CANARY),
+            _route(stable.name, stable.namespace, stable.owner_reference(), stable.spec, canary.split, canary.cluster_domain),
+        ]
+
+    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
+        return applied_weight(_route("weight", "default", {}, spec, split, "cluster.local"))
+
+    def observes(self, name: str) -> tuple[ObjectRef, ...]:
+        return (
+            ObjectRef("apps/v1", "Deployment", names.variant(name, names.CANARY)),
+            ObjectRef(API_VERSION, KIND, name),
+        )
+
+    def probe(self, name: str) -> Probe | None:
+        return None
+
+    def canary_ready(self, name: str, observed: Observed) -> bool:
+        return deployment_ready(observed.get("Deployment", names.variant(name, names.CANARY))) and (
+            observed.get(KIND, name) is not None
+        )
+
+    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
+        """The stored VirtualService gives the split's weight (see the module docstring:
+        the mesh's data plane is not visible to the operator)."""
+        stored = observed.get(KIND, name)
+        try:
+            return stored is not None and applied_weight(stored) == self.applied_weight(spec, split)
+        except ValueError:
+            return False

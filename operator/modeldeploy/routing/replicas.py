@@ -1,17 +1,36 @@
-"""The `replicas` traffic provider's arithmetic: weight by pod ratio.
+"""The `replicas` traffic provider: weight by pod ratio.
 
 Without a router, a Service spreads requests over ready pods about evenly, so the canary's
 share is its share of the pods. Few pods make few weights possible (with 4 pods: 0, 25,
 50, 75, 100): the provider picks the split closest to the desired weight and reports the
 weight it can actually give, never the one asked for (the honest number Argo Rollouts'
 replica-based canary does not show).
+
+No router and no extra Service hop: the main Service selects the model-server pods of both
+variants (labels.serving), the Deployments' own selectors stay disjoint (variant label).
+Header/cookie matches and mirroring cannot be expressed by a pod ratio: validate() reports
+them as InvalidSpec for this provider.
+https://kubernetes.io/docs/concepts/services-networking/service/#traffic-distribution
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from .shares import percent
+from ..render import labels, names
+from ..render.deployment import render_deployment
+from ..render.scaling import render_hpa
+from ..render.service import render_service
+from .shares import ObjectRef, Observed, Probe, Split, percent
+
+if TYPE_CHECKING:
+    from ..api.spec import ModelDeploymentSpec
+    from ..render.canary import Canary
+    from ..render.target import Target
+
+NAME = "replicas"
 
 
 @dataclass(frozen=True)
@@ -41,3 +60,102 @@ def split_replicas(total: int, weight: int) -> ReplicaSplit:
     if weight < 100 and canary == total:
         canary = total - 1 if total > 1 else (1 if weight >= 50 else 0)
     return ReplicaSplit(stable=total - canary, canary=canary)
+
+
+def total_replicas(spec: ModelDeploymentSpec) -> int:
+    """The pods a split divides: spec.replicas, or with autoscaling the HPA's minimum.
+
+    The minimum, not what the HPA runs now: render stays a function of the spec, and a
+    rollout does not grow the fleet. While a weight below 100 holds, the stable HPA is
+    pinned to the stable share (min = max), so the autoscaler cannot undo the ratio;
+    autoscaling resumes when the rollout ends.
+    """
+    return spec.autoscaling.min_replicas if spec.autoscaling else spec.replicas
+
+
+def pods(spec: ModelDeploymentSpec, weight: int) -> ReplicaSplit:
+    """The pods each variant really runs for `weight`: split_replicas over total_replicas,
+    except that an HPA keeps at least one stable pod (its minReplicas cannot be 0)."""
+    total = total_replicas(spec)
+    if total < 1:
+        return ReplicaSplit(stable=0, canary=0)
+    split = split_replicas(total, weight)
+    if spec.autoscaling and split.stable == 0:
+        return ReplicaSplit(stable=1, canary=split.canary)
+    return split
+
+
+def _promoting(stable: Target, canary: Canary) -> bool:
+    """The stable Deployment is being rendered from the canary's revision (promotion): it
+    must keep all its pods to roll out, whatever the weight."""
+    return stable.spec.model == canary.target.spec.model and stable.runtime == canary.target.runtime
+
+
+def _holds(deployment: Mapping[str, Any] | None, replicas: int) -> bool:
+    """The Deployment's current template runs exactly `replicas` ready pods, no others."""
+    if deployment is None:
+        return False
+    status = deployment.get("status") or {}
+    current = status.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
+    counts = [
+        (deployment.get("spec") or {}).get("replicas", 1),
+        status.get("replicas", 0), status.get("updatedReplicas", 0), status.get("readyReplicas", 0),
+    ]
+    return current and counts == [replicas] * 4
+
+
+class ReplicaProvider:
+    """The `replicas` provider (see the module docstring)."""
+
+    name = NAME
+
+    def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
+        split = canary.split
+        if split.matches or split.mirror:
+            raise ValueError("the replicas provider splits by pod ratio: it cannot match headers or cookies or mirror")
+        share = pods(stable.spec, split.weight)
+        canary_pods = render_deployment(canary.target, names.CANARY)
+        canary_pods["spec"]["replicas"] = share.canary
+        service = render_service(stable)
+        service["spec"]["selector"] = labels.serving(stable.name)
+        if _promoting(stable, canary):
+            return [canary_pods, service]
+        stable_pods = render_deployment(stable)
+        out = [canary_pods, stable_pods]
+        hpa = render_hpa(stable)
+        if hpa is None:
+            stable_pods["spec"]["replicas"] = share.stable
+        else:
+            hpa["spec"]["minReplicas"] = hpa["spec"]["maxReplicas"] = share.stable
+            out.append(hpa)
+        return [*out, service]
+
+    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
+        return pods(spec, split.weight).weight
+
+    def observes(self, name: str) -> tuple[ObjectRef, ...]:
+        return (
+            ObjectRef("apps/v1", "Deployment", names.variant(name, names.CANARY)),
+            ObjectRef("apps/v1", "Deployment", names.variant(name, names.STABLE)),
+        )
+
+    def probe(self, name: str) -> Probe | None:
+        return None
+
+    def canary_ready(self, name: str, observed: Observed) -> bool:
+        """The canary Deployment exists and is observed: before the first weight it has no
+        pods (any canary pod would take a share of the Service at once), the split gives
+        it its pods, and each pod takes requests only once its model is loaded."""
+        deployment = observed.get("Deployment", names.variant(name, names.CANARY))
+        if deployment is None:
+            return False
+        generation = (deployment.get("metadata") or {}).get("generation", 0)
+        return (deployment.get("status") or {}).get("observedGeneration", 0) >= generation
+
+    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
+        """Both Deployments run exactly the split's pods, all ready: the Service then
+        spreads requests over them (evenly per pod, so the measured share is close, not exact)."""
+        share = pods(spec, split.weight)
+        return _holds(observed.get("Deployment", names.variant(name, names.CANARY)), share.canary) and _holds(
+            observed.get("Deployment", names.variant(name, names.STABLE)), share.stable
+        )

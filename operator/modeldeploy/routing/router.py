@@ -21,34 +21,29 @@ import hashlib
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 import jinja2
+
+from ..render import labels, names
+from ..render.router import ROUTE_ANNOTATION, ROUTER, ROUTER_PORT, render_router, render_variant_service
+from ..render.service import SERVICE_PORT, render_service
+from .shares import COOKIE, HEADER_NAME, UPSTREAM_HOST, Match, ObjectRef, Observed, Probe, Split, match_problems
+from ..status import deployment_ready
+
+if TYPE_CHECKING:
+    from ..api.spec import ModelDeploymentSpec
+    from ..render.canary import Canary
+    from ..render.target import Target
 
 TEMPLATE = "nginx.conf.j2"
 STABLE = "stable"
 CANARY = "canary"
 VARIANT_HEADER = "X-Modeldeploy-Variant"
 ROUTE_HEADER = "X-Modeldeploy-Route"
-
-# nginx exposes a header as $http_<name lowercased, '-' -> '_'> and ignores header names
-# with underscores by default (underscores_in_headers off): allow letters, digits, '-'.
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
-# $cookie_<name> ends at the first character that is not a letter, digit or '_'.
-_COOKIE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-# Match values become `map` keys: no quotes, spaces, ';', '$', '\' or a leading '~' (regex).
-_MATCH_VALUE = re.compile(r"^[A-Za-z0-9._:/+=@,-]{1,128}$")
-_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$")
-
-
-@dataclass(frozen=True)
-class Match:
-    """Requests whose header (or cookie) `name` equals `value` always go to the canary."""
-
-    name: str
-    value: str
-
 
 @dataclass(frozen=True)
 class Route:
@@ -57,7 +52,8 @@ class Route:
     stable / canary: upstreams as "host:port" (a Service DNS name is resolved when nginx
     loads the config, so use the Service's stable name, not pod IPs).
     weight: percent of requests (0-100) sent to the canary by the id-keyed split.
-    header / cookie: an A/B match that wins over the split.
+    matches: A/B matches (headers and cookies); a request matching any of them goes to the
+    canary whatever the split says.
     mirror: every request is copied to the canary; the client only ever sees stable's
     answer. Exclusive with weight > 0 and matches, whose answers the client would see.
     """
@@ -65,8 +61,7 @@ class Route:
     stable: str
     canary: str | None = None
     weight: int = 0
-    header: Match | None = None
-    cookie: Match | None = None
+    matches: tuple[Match, ...] = ()
     mirror: bool = False
     port: int = 8080
     address: str | None = None  # listen address; None listens on every interface
@@ -88,7 +83,7 @@ class Route:
 
 def _upstream_problem(what: str, value: str) -> str | None:
     host, sep, port = value.rpartition(":")
-    if not sep or not _HOST.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not UPSTREAM_HOST.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
         return f"{what} must be host:port (e.g. model-stable.ns.svc:8080), got {value!r}"
     return None
 
@@ -100,15 +95,12 @@ def _problems(route: Route) -> list[str]:
         problems.append(_upstream_problem("canary", route.canary) or "")
     if isinstance(route.weight, bool) or not isinstance(route.weight, int) or not 0 <= route.weight <= 100:
         problems.append(f"weight must be an integer 0-100, got {route.weight!r}")
-    if route.canary is None and (route.weight or route.header or route.cookie or route.mirror):
+    if route.canary is None and (route.weight or route.matches or route.mirror):
         problems.append("weight, header, cookie and mirror need a canary upstream")
-    if route.mirror and (route.weight or route.header or route.cookie):
+    if route.mirror and (route.weight or route.matches):
         problems.append("mirror sends clients only stable's answers: use it with weight 0 and no header/cookie match")
-    if route.header and not (_HEADER_NAME.match(route.header.name) and _MATCH_VALUE.match(route.header.value)):
-        problems.append(f"header match needs a name of letters, digits, '-' and a value of {_MATCH_VALUE.pattern}, got {route.header!r}")
-    if route.cookie and not (_COOKIE_NAME.match(route.cookie.name) and _MATCH_VALUE.match(route.cookie.value)):
-        problems.append(f"cookie match needs a name of letters, digits, '_' and a value of {_MATCH_VALUE.pattern}, got {route.cookie!r}")
-    if not _HEADER_NAME.match(route.request_id_header):
+    problems += match_problems(route.matches)
+    if not HEADER_NAME.match(route.request_id_header):
         problems.append(f"request_id_header must be letters, digits and '-', got {route.request_id_header!r}")
     if not 0 < route.port < 65536:
         problems.append(f"port must be 1-65535, got {route.port}")
@@ -163,20 +155,23 @@ def _split(route: Route) -> list[tuple[str, str]]:
 
 
 def _matches(route: Route) -> list[dict[str, str]]:
-    """`map` blocks chained so the header wins over the cookie, which wins over the split.
+    """One `map` per match, chained: each sends its match to the canary and everything else
+    on to the previous one, the first to the split, so any match wins over the split.
 
-    Each key gets a leading backslash: nginx strips it, and it stops a value such as
-    "default" or "include" from being read as a map keyword.
+    Each key is an anchored, case-sensitive regex (`~^value$`): nginx matches a plain
+    string key ignoring case, and every other provider (and the spec: "exact value")
+    compares values exactly. A regex key also cannot be read as a map keyword ("default",
+    "include"). Of the characters shares.MATCH_VALUE allows, only '.' and '+' mean
+    something in PCRE. https://nginx.org/en/docs/http/ngx_http_map_module.html#map
     """
-    sources = []
-    if route.cookie:
-        sources.append(("$cookie_" + route.cookie.name, route.cookie.value))
-    if route.header:
-        sources.append((_header_var(route.header.name), route.header.value))
+    sources = [
+        ("$cookie_" + m.name if m.kind == COOKIE else _header_var(m.name), m.value) for m in route.matches
+    ]
     chain, fallback = [], "$md_split"
     for i, (source, value) in enumerate(sources):
         result = "$md_variant" if i == len(sources) - 1 else f"$md_match_{i}"
-        chain.append({"source": source, "key": "\\" + value, "result": result, "fallback": fallback})
+        key = "~^" + re.sub(r"([.+])", r"\\\1", value) + "$"
+        chain.append({"source": source, "value": value, "key": key, "result": result, "fallback": fallback})
         fallback = result
     return chain
 
@@ -202,3 +197,66 @@ def render_nginx_conf(route: Route) -> str:
         variant_header=VARIANT_HEADER,
         route_header=ROUTE_HEADER,
     )
+
+
+def router_route(target: Target, cluster_domain: str, split: Split) -> Route:
+    """The Route for `split` between this ModelDeployment's stable and canary variant Services."""
+    def upstream(variant: str) -> str:
+        return f"{names.variant(target.name, variant)}.{target.namespace}.svc.{cluster_domain}:{SERVICE_PORT}"
+
+    return Route(
+        stable=upstream(names.STABLE), canary=upstream(names.CANARY), weight=split.weight,
+        matches=split.matches, mirror=split.mirror, port=ROUTER_PORT,
+    )
+
+
+class NginxRouter:
+    """The `router` provider: nginx in front of the variant Services, an exact split.
+
+    The main Service moves to the router pods only once the router Deployment is available
+    (observed by the caller: Canary.router_available), so clients never reach a router that
+    cannot answer; until then they keep reaching the stable pods directly.
+    """
+
+    name = ROUTER
+
+    def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
+        route = router_route(stable, canary.cluster_domain, canary.split.routed)
+        service = render_service(stable)
+        if canary.router_available:
+            service["spec"]["selector"] = labels.selector(stable.name, ROUTER)
+        return [
+            render_variant_service(stable, names.STABLE),
+            render_variant_service(stable, names.CANARY),
+            *render_router(stable, render_nginx_conf(route), route.fingerprint(), canary.router_image),
+            service,
+        ]
+
+    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
+        return split.routed.weight
+
+    def observes(self, name: str) -> tuple[ObjectRef, ...]:
+        return (
+            ObjectRef("apps/v1", "Deployment", names.variant(name, names.CANARY)),
+            ObjectRef("apps/v1", "Deployment", names.variant(name, ROUTER)),
+            ObjectRef("v1", "Service", names.service(name)),
+            ObjectRef("v1", "ConfigMap", names.variant(name, ROUTER)),
+        )
+
+    def probe(self, name: str) -> Probe | None:
+        return Probe(labels.selector(name, ROUTER), ROUTER_PORT, ROUTE_HEADER)
+
+    def canary_ready(self, name: str, observed: Observed) -> bool:
+        service = observed.get("Service", names.service(name)) or {}
+        return (
+            deployment_ready(observed.get("Deployment", names.variant(name, names.CANARY)))
+            and deployment_ready(observed.get("Deployment", names.variant(name, ROUTER)))
+            and (service.get("spec") or {}).get("selector") == labels.selector(name, ROUTER)
+        )
+
+    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
+        """Every router pod serves the route of the router ConfigMap (Argo's VerifyWeight):
+        the ConfigMap is rendered from the weight in status in the same pass."""
+        config = observed.get("ConfigMap", names.variant(name, ROUTER)) or {}
+        wanted = ((config.get("metadata") or {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
+        return wanted is not None and observed.served_routes == {wanted}

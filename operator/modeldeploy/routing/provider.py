@@ -1,0 +1,64 @@
+"""The one interface every traffic provider implements, and the registry by name.
+
+A provider turns a rollout's split (weight, A/B matches, mirror) into Kubernetes objects,
+says which weight those objects really give, and tells from what the caller read back
+whether that weight is in effect (Argo Rollouts' SetWeight/VerifyWeight, Flagger's
+one-file-per-provider factory). PURE: the caller reads the objects a provider `observes`
+(and asks the pods a `probe` names) and hands them over as `Observed`; nothing here talks
+to the API. The registry of the four providers is routing/registry.py.
+
+| provider    | routes with                                   | weights                    |
+| ----------- | --------------------------------------------- | -------------------------- |
+| router      | an operator-managed nginx (routing/router.py) | exact, 0-100               |
+| replicas    | the main Service over both variants' pods     | pod ratio (routing/replicas.py) |
+| gateway-api | an HTTPRoute on the user's Gateway            | exact, by the gateway      |
+| istio       | a VirtualService                              | exact, by the mesh         |
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .shares import ObjectRef, Observed, Probe, Split
+
+if TYPE_CHECKING:
+    from ..api.spec import ModelDeploymentSpec
+    from ..render.canary import Canary
+    from ..render.target import Target
+
+
+class TrafficProvider(Protocol):
+    """A traffic provider (`spec.traffic.provider`)."""
+
+    name: str
+
+    def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
+        """The objects that give `canary.split` between the two variants, in apply order.
+
+        The caller renders the stable children and the canary Deployment first; an object
+        returned here with the same kind and name replaces that one (the `replicas`
+        provider resizes both Deployments, the router moves the main Service)."""
+        ...
+
+    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
+        """The canary's percent of unmatched requests the rendered objects really give."""
+        ...
+
+    def observes(self, name: str) -> tuple[ObjectRef, ...]:
+        """What `canary_ready` and `in_effect` need read, for ModelDeployment `name`."""
+        ...
+
+    def probe(self, name: str) -> Probe | None:
+        """Pods to ask which route they serve, or None."""
+        ...
+
+    def canary_ready(self, name: str, observed: Observed) -> bool:
+        """The canary can take its first weight (its pods and the provider's objects are up)."""
+        ...
+
+    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
+        """The objects observed give `split` now: only then do the request counters measure it."""
+        ...
+
+
+__all__ = ["ObjectRef", "Observed", "Probe", "Split", "TrafficProvider"]
