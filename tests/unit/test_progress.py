@@ -123,3 +123,46 @@ def test_router_pods_without_the_wanted_route_are_annotated_once():
     kube = RouterPods()
     progress.nudge_router(kube, "ml", "iris")
     assert kube.patched == [("b", {"metadata": {"annotations": {"modeldeploy.io/route": "r2"}}})]
+
+
+def replicas_body(state: RolloutState) -> dict[str, Any]:
+    spec = {"model": V2, "replicas": 4, "traffic": {"provider": "replicas"},
+            "rollout": {"steps": [{"setWeight": 25}, {"pause": {}}]}}
+    status = {"stable": {"model": V1, "runtime": None}, "rollout": to_status(state, revision(variant_of(spec)))}
+    return {"metadata": {"name": "iris", "namespace": "ml"}, "spec": spec, "status": status}
+
+
+class Replicas(Fake):
+    """The cluster of a replicas-provider rollout: no router; Deployments as given."""
+
+    def __init__(self, deployments: dict[str, dict]) -> None:
+        super().__init__()
+        self.deployments = deployments
+        self.read: list[tuple[str, str]] = []
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.read.append((kind, name))
+        return self.deployments.get(name) if kind == "Deployment" else None
+
+
+def _dep(replicas: int, ready: int | None = None) -> dict[str, Any]:
+    ready = replicas if ready is None else ready
+    return {"metadata": {"generation": 1}, "spec": {"replicas": replicas, "template": READY["spec"]["template"]},
+            "status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": ready}}
+
+
+def test_replicas_provider_starts_without_a_router_and_measures_once_the_pods_hold_the_split(fake):
+    waiting = RolloutState(step=0, step_started=None, weight=0)
+    cluster = Replicas({"iris-canary": _dep(0), "iris-stable": _dep(4)})
+    started = tick(cluster, Windows(), replicas_body(waiting), 1000.0)
+    assert (started.state.weight, started.state.step_started) == (25, 1000.0)  # a 0-pod canary is ready to start
+    assert not [r for r in cluster.read if r[1] == "iris-router"]
+
+    at_25 = RolloutState(step=0, step_started=1000.0, weight=25)
+    windows = Windows()
+    cluster.deployments = {"iris-canary": _dep(1, ready=0), "iris-stable": _dep(3)}
+    tick(cluster, windows, replicas_body(at_25), 1001.0)
+    assert windows.get(("ml", "iris")) is None  # the canary pod is loading: nothing measured yet
+    cluster.deployments["iris-canary"] = _dep(1)
+    tick(cluster, windows, replicas_body(at_25), 1002.0)
+    assert windows.get(("ml", "iris")).weight == 25
