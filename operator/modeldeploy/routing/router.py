@@ -21,7 +21,6 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -31,8 +30,8 @@ import jinja2
 from ..render import labels, names
 from ..render.router import ROUTE_ANNOTATION, ROUTER, ROUTER_PORT, render_router, render_variant_service
 from ..render.service import SERVICE_PORT, render_service
-from .shares import COOKIE, HEADER_NAME, UPSTREAM_HOST, Match, ObjectRef, Observed, Probe, Split, match_problems
 from ..status import deployment_ready
+from .shares import COOKIE, HEADER_NAME, UPSTREAM_HOST, Match, ObjectRef, Observed, Probe, Split, match_problems
 
 if TYPE_CHECKING:
     from ..api.spec import ModelDeploymentSpec
