@@ -9,6 +9,7 @@ Fixtures:
                     run_pod, wait_pods_running)
   namespace         a fresh namespace per test module, deleted afterwards
   testserver_image  the locally built test server image (hack/images.sh)
+  route_crds        the Gateway API HTTPRoute and Istio VirtualService CRDs, installed for a module
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import OPERATOR_NS, ROOT, wait_for
+from support import OPERATOR_NS, ROOT, condition, wait_for
 
 try:
     from kubernetes import client, config
@@ -256,3 +258,39 @@ def installed_operator(kube, kube_api: KubeApi, crd: dict, operator_image: str) 
             pass  # best effort
     wait_for(lambda: not kube.list("v1", "Pod", OPERATOR_NS, {"app.kubernetes.io/component": "operator"}),
              120, what="operator pods gone")
+
+
+def _crd_path(name: str) -> str:
+    return f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+
+
+@pytest.fixture(scope="module")
+def route_crds(kube) -> Iterator[dict[str, str]]:
+    """The HTTPRoute and VirtualService CRDs (hack/route-crds.sh: Gateway API standard
+    channel, Istio's VirtualService), applied and Established; {kind: CRD name}. CRDs this
+    fixture installs are removed after the module; ones that were already there are left."""
+    try:
+        out = subprocess.run(["bash", str(ROOT / "hack" / "route-crds.sh")], capture_output=True,
+                             text=True, timeout=300, check=True).stdout
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+        stderr = err.stderr if isinstance(err.stderr, str) else ""
+        tail = " | ".join(stderr.strip().splitlines()[-3:]) or str(err)
+        pytest.skip(f"hack/route-crds.sh could not fetch the CRDs (needs go and the Go module proxy): {tail}")
+    gateway_dir, istio_dir = (Path(line) for line in out.split())
+    manifests = [yaml.safe_load((gateway_dir / "gateway.networking.k8s.io_httproutes.yaml").read_text()),
+                 yaml.safe_load((istio_dir / "virtualservices.networking.istio.io.yaml").read_text())]
+    installed = []
+    for crd in manifests:
+        name = crd["metadata"]["name"]
+        if kube.request("GET", _crd_path(name)) is None:
+            installed.append(name)
+        kube.apply(crd)
+    for crd in manifests:
+        name = crd["metadata"]["name"]
+        wait_for(lambda: condition(kube.request("GET", _crd_path(name)), "Established").get("status") == "True",
+                 60, what=f"CRD {name} established")
+    yield {crd["spec"]["names"]["kind"]: crd["metadata"]["name"] for crd in manifests}
+    for name in installed:
+        kube.request("DELETE", _crd_path(name))
+    for name in installed:
+        wait_for(lambda: kube.request("GET", _crd_path(name)) is None, 120, what=f"CRD {name} deleted")

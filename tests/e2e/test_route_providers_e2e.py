@@ -4,64 +4,21 @@ No gateway or mesh runs here: what is checked is that the API server, with the u
 CRDs installed (hack/route-crds.sh: Gateway API standard channel, Istio's VirtualService),
 accepts every object the providers render (OpenAPI schema and CEL rules), and that reading
 an object back gives the weights and matches rendered. A negative case per CRD shows the
-validation is really on. CRDs this module installs are removed afterwards; ones that were
-already there are left alone.
+validation is really on. The CRDs come from the route_crds fixture (conftest.py).
 """
 
 from __future__ import annotations
 
-import subprocess
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
 from modeldeploy.k8s import ApiError, Kube
 from modeldeploy.routing import COOKIE, Match, gateway, istio
-from support import ROOT, condition, wait_for
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
 
-CRD_API = "apiextensions.k8s.io/v1"
-HTTPROUTE_CRD = "gateway.networking.k8s.io_httproutes.yaml"
-VIRTUALSERVICE_CRD = "virtualservices.networking.istio.io.yaml"
 PORT = 8080
-
-
-def _crd_path(name: str) -> str:
-    return f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-
-
-@pytest.fixture(scope="module")
-def route_crds(kube: Kube) -> Iterator[dict[str, str]]:
-    """The HTTPRoute and VirtualService CRDs, applied and Established; {kind: CRD name}."""
-    try:
-        out = subprocess.run(["bash", str(ROOT / "hack" / "route-crds.sh")], capture_output=True,
-                             text=True, timeout=300, check=True).stdout
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
-        stderr = err.stderr if isinstance(err.stderr, str) else ""
-        tail = " | ".join(stderr.strip().splitlines()[-3:]) or str(err)
-        pytest.skip(f"hack/route-crds.sh could not fetch the CRDs (needs go and the Go module proxy): {tail}")
-    gateway_dir, istio_dir = (Path(line) for line in out.split())
-    manifests = [yaml.safe_load((gateway_dir / HTTPROUTE_CRD).read_text()),
-                 yaml.safe_load((istio_dir / VIRTUALSERVICE_CRD).read_text())]
-    installed = []
-    for crd in manifests:
-        name = crd["metadata"]["name"]
-        if kube.request("GET", _crd_path(name)) is None:
-            installed.append(name)
-        kube.apply(crd)
-    for crd in manifests:
-        name = crd["metadata"]["name"]
-        wait_for(lambda: condition(kube.request("GET", _crd_path(name)), "Established").get("status") == "True",
-                 60, what=f"CRD {name} established")
-    yield {crd["spec"]["names"]["kind"]: crd["metadata"]["name"] for crd in manifests}
-    for name in installed:
-        kube.request("DELETE", _crd_path(name))
-    for name in installed:
-        wait_for(lambda: kube.request("GET", _crd_path(name)) is None, 120, what=f"CRD {name} deleted")
 
 
 @pytest.fixture(scope="module")
