@@ -1,4 +1,5 @@
-"""The router's data plane: an nginx config that splits traffic between stable and canary.
+"""The `router` traffic provider (NginxRouter) and its data plane: an nginx config that
+splits traffic between stable and canary.
 
 The operator runs nginx (images/router) in front of the two model Services and writes this
 file into a ConfigMap; the image reloads nginx when the mounted file changes. Rendering is
