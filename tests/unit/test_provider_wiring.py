@@ -1,0 +1,147 @@
+"""A whole rollout under the replicas, gateway-api and istio providers, through the real
+reconcile() and tick(), against an in-memory cluster whose Deployments are ready as soon
+as they are applied (no pods, so nothing is scraped or measured): what gets applied at each
+step, and what is pruned once the promoted rollout retires."""
+
+from __future__ import annotations
+
+import copy
+import types
+from typing import Any
+
+import pytest
+
+from modeldeploy import reconcile as reconcile_module
+from modeldeploy.config import OperatorConfig
+from modeldeploy.progress import Windows, tick
+from modeldeploy.reconcile import reconcile
+from modeldeploy.render import labels
+from modeldeploy.rollout.variants import RETIRE_SECONDS
+from modeldeploy.routing import gateway, istio
+
+pytestmark = pytest.mark.canary
+
+V1 = {"uri": "s3://models/iris/v1", "format": "sklearn", "version": "v1"}
+V2 = {"uri": "s3://models/iris/v2", "format": "sklearn", "version": "v2"}
+
+
+class Cluster:
+    """Objects by (kind, name) in one namespace; a Deployment is rolled out and ready the
+    moment it is applied; a ModelDeployment's status is merge-patched."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.md = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+                   "metadata": {"name": "iris", "namespace": "ml", "uid": "uid-1", "generation": 1}, "spec": spec}
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((kind, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def list(self, api_version: str, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (k, _), o in self.objects.items()
+                if k == kind and selector.items() <= (o["metadata"].get("labels") or {}).items()]
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(manifest)
+        key = (obj["kind"], obj["metadata"]["name"])
+        before = self.objects.get(key)
+        generation = (before["metadata"]["generation"] + (before["spec"] != obj["spec"])) if before else 1
+        obj["metadata"]["generation"] = generation
+        if obj["kind"] == "Deployment":
+            n = obj["spec"].get("replicas", (before or {}).get("spec", {}).get("replicas", 1))
+            obj["spec"]["replicas"] = n
+            obj["status"] = {"observedGeneration": generation, "replicas": n, "updatedReplicas": n, "readyReplicas": n,
+                             "availableReplicas": n,
+                             "conditions": [{"type": "Available", "status": "True"},
+                                            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+        self.objects[key] = obj
+        return obj
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self.objects.pop((kind, name), None)
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any], previous: dict[str, Any]) -> None:
+        self.md["status"] = copy.deepcopy(status)
+
+    def post_event(self, involved: Any, type_: str, reason: str, message: str) -> None:
+        pass
+
+    def kinds(self) -> set[tuple[str, str]]:
+        return set(self.objects)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    now = [1_000_000.0]
+    monkeypatch.setattr(reconcile_module, "time", types.SimpleNamespace(time=lambda: now[0]))
+    return now
+
+
+def run(cluster: Cluster, windows: Windows, clock: list[float], seconds: float = 2.0) -> dict[str, Any]:
+    """One timer tick of the operator (tick, then reconcile with its plan), `seconds` later."""
+    clock[0] += seconds
+    planned = tick(cluster, windows, copy.deepcopy(cluster.md), clock[0])
+    return reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md), planned)
+
+
+def start(cluster: Cluster, windows: Windows, clock: list[float]) -> dict[str, Any]:
+    """v1 served and recorded as stable, then the spec changed to v2; returns the status
+    once the rollout holds at its pause step."""
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    assert cluster.md["status"]["stable"]["model"] == V1
+    cluster.md["spec"] = {**cluster.md["spec"], "model": V2}
+    cluster.md["metadata"]["generation"] += 1
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    for _ in range(5):
+        status = run(cluster, windows, clock)
+    assert (status["rollout"]["phase"], status["rollout"]["step"]) == ("Progressing", 1), status["rollout"]
+    return status
+
+
+def promote_and_retire(cluster: Cluster, windows: Windows, clock: list[float]) -> dict[str, Any]:
+    cluster.md["metadata"]["annotations"] = {"modeldeploy.io/promote-full": "now"}
+    for _ in range(4):
+        status = run(cluster, windows, clock)
+    assert status["rollout"]["phase"] == "Succeeded", status["rollout"]
+    run(cluster, windows, clock, RETIRE_SECONDS + 1)
+    return run(cluster, windows, clock)
+
+
+def spec(traffic: dict[str, Any], replicas: int = 4) -> dict[str, Any]:
+    return {"model": V1, "replicas": replicas, "traffic": traffic,
+            "rollout": {"steps": [{"setWeight": 25}, {"pause": {}}]}}
+
+
+def test_replicas_rollout_resizes_both_variants_and_gives_the_service_back(clock):
+    cluster, windows = Cluster(spec({"provider": "replicas"})), Windows()
+    status = start(cluster, windows, clock)
+    assert status["rollout"]["weight"] == 25
+    assert cluster.objects[("Deployment", "iris-canary")]["spec"]["replicas"] == 1
+    assert cluster.objects[("Deployment", "iris-stable")]["spec"]["replicas"] == 3
+    assert cluster.objects[("Service", "iris")]["spec"]["selector"] == labels.serving("iris")
+    assert not {k for k in cluster.kinds() if k[1] in ("iris-router", "iris-canary") and k[0] != "Deployment"}
+
+    status = promote_and_retire(cluster, windows, clock)
+    assert status["stable"]["model"] == V2
+    assert ("Deployment", "iris-canary") not in cluster.objects
+    assert cluster.objects[("Deployment", "iris-stable")]["spec"]["replicas"] == 4
+    assert cluster.objects[("Service", "iris")]["spec"]["selector"] == labels.selector("iris")
+
+
+@pytest.mark.parametrize(("traffic", "kind", "applied_weight"), [
+    ({"provider": "gateway-api", "gateway": {"name": "public"}}, gateway.KIND, gateway.applied_weight),
+    ({"provider": "istio"}, istio.KIND, istio.applied_weight),
+], ids=["gateway-api", "istio"])
+def test_route_rollout_carries_the_weight_and_is_pruned_after_promotion(clock, traffic, kind, applied_weight):
+    cluster, windows = Cluster(spec(traffic, replicas=2)), Windows()
+    status = start(cluster, windows, clock)
+    assert applied_weight(cluster.objects[(kind, "iris")]) == status["rollout"]["weight"] == 25
+    assert {("Service", "iris-stable"), ("Service", "iris-canary"), ("Deployment", "iris-canary")} <= cluster.kinds()
+    assert ("Deployment", "iris-router") not in cluster.objects
+    assert cluster.objects[("Service", "iris")]["spec"]["selector"] == labels.selector("iris")
+    assert cluster.objects[("Deployment", "iris-canary")]["spec"]["replicas"] == 2
+
+    promote_and_retire(cluster, windows, clock)
+    assert not {k for k in cluster.kinds() if k in ((kind, "iris"), ("Service", "iris-canary"), ("Deployment", "iris-canary"))}
