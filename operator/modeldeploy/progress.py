@@ -121,7 +121,7 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
     details: dict[str, Any] | None = None
     window = windows.get(key)
     in_effect = _route_in_effect(kube, namespace, name, spec, state, traffic, observed)
-    if not in_effect:
+    if not in_effect and traffic.probe(name) is not None:
         nudge_router(kube, namespace, name)
     if state.weight > 0 and state.phase != Phase.PROMOTING and in_effect:
         stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))

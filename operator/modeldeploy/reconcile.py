@@ -66,17 +66,24 @@ def _canary(
     the main Service is back on the stable pods, and the canary's objects wait to be pruned.
     The router's availability is observed for the router provider; the others ignore it."""
     router = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, ROUTER))
+    canary_pods = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, names.CANARY))
     matches, mirror = route_matches(stable)
     target = Target(stable.name, stable.namespace, stable.uid, canary.spec, canary.runtime, stable.storage_initializer_image)
     return Canary(
         target, 0 if retiring else state.weight, config.router_image, config.cluster_domain,
         router_available=deployment_ready(router) and not retiring, matches=matches, mirror=mirror,
+        canary_ready_pods=int(((canary_pods or {}).get("status") or {}).get("readyReplicas") or 0),
         provider=provider_for(stable.spec),
     )
 
 
-def _rollout_status(previous: Mapping[str, Any], variants: Variants, tick: Tick | None, now: float) -> dict[str, Any]:
-    """status.stable, status.rollout and status.canary for this pass; {} without spec.rollout."""
+def _rollout_status(
+    previous: Mapping[str, Any], variants: Variants, tick: Tick | None, now: float, applied: int | None = None
+) -> dict[str, Any]:
+    """status.stable, status.rollout and status.canary for this pass; {} without spec.rollout.
+
+    ``applied``: the weight the traffic provider's objects give (the replicas provider can
+    only give pod ratios), None when no canary was rendered."""
     out: dict[str, Any] = {}
     if variants.snapshot is not None:
         out["stable"] = dict(variants.snapshot)
@@ -100,6 +107,8 @@ def _rollout_status(previous: Mapping[str, Any], variants: Variants, tick: Tick 
         out["rollout"]["retiring"] = variants.retiring
     canary = dict(previous.get("canary") or {}) if same else {}
     canary["desiredWeight"] = variants.state.weight if live else 0
+    if applied is not None:
+        canary["appliedWeight"] = applied if live else 0
     if tick is not None and tick.measure is not None:
         canary["measuredRequests"] = tick.measure.requests
         canary["measuredAt"] = _now()
@@ -137,6 +146,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
     now = time.time()
     variants = decide(spec, previous, stable_complete=False, state=tick.state if tick else None, now=now)
     apply_error = None
+    applied: int | None = None
     if validated is not None:
         stable, stable_problems = (validated, []) if variants.stable_spec is spec else validate(name, variants.stable_spec, config.registry)
         problems += [p for p in stable_problems if p not in problems]
@@ -149,6 +159,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
                 if chosen is not None:
                     canary = _canary(kube, config, target, chosen, variants.state, variants.retiring)
                     canary = dataclasses.replace(canary, replicas=variants.canary_replicas)
+                    applied = canary.provider.applied_weight(target.spec, canary.split)
             try:
                 apply_children(kube, target, canary)
             except ApiError as err:
@@ -173,7 +184,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
         # The first revision is stable once it serves: record it, so later changes roll out
         # (an explicit canary starts rolling out in the same status write).
         variants = decide(spec, previous, stable_complete=True, now=now)
-    status.update(_rollout_status(previous, variants, tick, now))
+    status.update(_rollout_status(previous, variants, tick, now, applied))
     if differs(previous, status):
         kube.patch_status(namespace, name, status, previous)
         for event in transitions(previous, status) + _rollout_events(previous, status):

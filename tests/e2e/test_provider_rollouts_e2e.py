@@ -84,7 +84,7 @@ def start_rollout(kube: Kube, namespace: str, name: str, s3: str, replicas: int,
         state = status.get("rollout") or {}
         return status if (state.get("phase"), state.get("step"), state.get("weight")) == ("Progressing", 1, weight) else None
     status = wait_for(holding, 300, interval=1, what=f"{name}: rollout holding at {weight}%")
-    assert status["canary"]["desiredWeight"] == weight
+    assert status["canary"]["desiredWeight"] == status["canary"]["appliedWeight"] == weight
     assert status["stable"]["model"]["version"] == "v1"
     return status
 

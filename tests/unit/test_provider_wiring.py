@@ -122,12 +122,21 @@ def test_replicas_rollout_resizes_both_variants_and_gives_the_service_back(clock
     assert cluster.objects[("Deployment", "iris-stable")]["spec"]["replicas"] == 3
     assert cluster.objects[("Service", "iris")]["spec"]["selector"] == labels.serving("iris")
     assert not {k for k in cluster.kinds() if k[1] in ("iris-router", "iris-canary") and k[0] != "Deployment"}
+    assert status["canary"]["appliedWeight"] == 25
 
     status = promote_and_retire(cluster, windows, clock)
     assert status["stable"]["model"] == V2
     assert ("Deployment", "iris-canary") not in cluster.objects
     assert cluster.objects[("Deployment", "iris-stable")]["spec"]["replicas"] == 4
     assert cluster.objects[("Service", "iris")]["spec"]["selector"] == labels.selector("iris")
+
+
+def test_replicas_reports_the_weight_its_pods_give_not_the_one_asked_for(clock):
+    cluster, windows = Cluster(spec({"provider": "replicas"}, replicas=2)), Windows()
+    status = start(cluster, windows, clock)
+    assert (status["canary"]["desiredWeight"], status["canary"]["appliedWeight"]) == (25, 50)
+    assert cluster.objects[("Deployment", "iris-canary")]["spec"]["replicas"] == 1
+    assert cluster.objects[("Deployment", "iris-stable")]["spec"]["replicas"] == 1
 
 
 @pytest.mark.parametrize(("traffic", "kind", "applied_weight"), [
@@ -138,6 +147,7 @@ def test_route_rollout_carries_the_weight_and_is_pruned_after_promotion(clock, t
     cluster, windows = Cluster(spec(traffic, replicas=2)), Windows()
     status = start(cluster, windows, clock)
     assert applied_weight(cluster.objects[(kind, "iris")]) == status["rollout"]["weight"] == 25
+    assert status["canary"]["appliedWeight"] == 25
     assert {("Service", "iris-stable"), ("Service", "iris-canary"), ("Deployment", "iris-canary")} <= cluster.kinds()
     assert ("Deployment", "iris-router") not in cluster.objects
     assert cluster.objects[("Service", "iris")]["spec"]["selector"] == labels.selector("iris")

@@ -237,14 +237,15 @@ ROLLOUT = {"steps": [{"setWeight": 25}, {"pause": {}}]}
 GATEWAY = {"name": "public", "namespace": "infra", "sectionName": "http"}
 
 
-def rollout(make_target, provider, weight, *, promoting=False, **spec):
-    """(stable Target, Canary) of a v1 -> v2 rollout under `provider` at `weight`."""
+def rollout(make_target, provider, weight, *, promoting=False, ready_pods=100, **spec):
+    """(stable Target, Canary) of a v1 -> v2 rollout under `provider` at `weight`, with
+    `ready_pods` canary pods observed ready (default: all it has)."""
     traffic = {"provider": provider, **spec.pop("traffic", {})}
     stable = make_target(model=V2 if promoting else V1, rollout=ROLLOUT, traffic=traffic, **spec)
     target = make_target(model=V2, rollout=ROLLOUT, traffic=traffic, **spec)
     matches, mirror = route_matches(stable)
     canary = Canary(target, weight, "example/router:1", "cluster.local", matches=matches, mirror=mirror,
-                    provider=provider_for(stable.spec))
+                    canary_ready_pods=ready_pods, provider=provider_for(stable.spec))
     return stable, canary
 
 
@@ -337,6 +338,13 @@ def test_replicas_25_percent_of_4_pods_is_1_canary_and_3_stable_behind_one_servi
     assert not stable_pods["spec"]["selector"]["matchLabels"].items() <= canary_pods["spec"]["template"]["metadata"]["labels"].items()
     assert not canary_pods["spec"]["selector"]["matchLabels"].items() <= stable_pods["spec"]["template"]["metadata"]["labels"].items()
     assert provider_named("replicas").applied_weight(stable.spec, canary.split) == 25
+
+
+@pytest.mark.parametrize(("ready", "stable_pods"), [(0, 4), (1, 3)])
+def test_replicas_stable_gives_up_a_pod_only_for_a_ready_canary_pod(make_target, ready, stable_pods):
+    stable, canary = rollout(make_target, "replicas", 25, replicas=4, ready_pods=ready)
+    got = children(stable, canary)
+    assert (got[("Deployment", "iris-stable")]["spec"]["replicas"], got[("Deployment", "iris-canary")]["spec"]["replicas"]) == (stable_pods, 1)
 
 
 @pytest.mark.parametrize(("replicas", "weight", "pods", "applied"), [

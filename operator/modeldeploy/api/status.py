@@ -51,6 +51,13 @@ class CanaryStatus(Model):
     """Traffic of the canary while a rollout runs."""
 
     desired_weight: int | None = Field(default=None, description="Share of traffic asked for, in percent.")
+    applied_weight: int | None = Field(
+        default=None,
+        description=(
+            "Share the traffic provider's objects give, in percent: the desired weight, except "
+            "under the replicas provider, which can only give a ratio of pods."
+        ),
+    )
     effective_weight: int | None = Field(
         default=None, description="Share of traffic measured at the canary, in percent."
     )

@@ -36,6 +36,7 @@ class Canary:
     matches: tuple[Match, ...] = ()
     mirror: bool = False
     replicas: int | None = None
+    canary_ready_pods: int = 0  # observed ready pods of the canary Deployment (replicas provider)
     provider: TrafficProvider = field(kw_only=True)
 
     @property

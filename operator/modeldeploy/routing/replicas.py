@@ -120,13 +120,17 @@ class ReplicaProvider:
         service["spec"]["selector"] = labels.serving(stable.name)
         if _promoting(stable, canary):
             return [canary_pods, service]
+        # Stable gives up a pod only for a canary pod that is ready (has loaded its model),
+        # so a step never lowers the serving capacity while the canary starts.
+        ready = min(canary.canary_ready_pods, share.canary)
+        keep = max(share.stable, share.stable + share.canary - ready)
         stable_pods = render_deployment(stable)
         out = [canary_pods, stable_pods]
         hpa = render_hpa(stable)
         if hpa is None:
-            stable_pods["spec"]["replicas"] = share.stable
+            stable_pods["spec"]["replicas"] = keep
         else:
-            hpa["spec"]["minReplicas"] = hpa["spec"]["maxReplicas"] = share.stable
+            hpa["spec"]["minReplicas"] = hpa["spec"]["maxReplicas"] = keep
             out.append(hpa)
         return [*out, service]
 
