@@ -13,9 +13,6 @@ The rollouts have no `analysis`, so the steps move without traffic.
 
 from __future__ import annotations
 
-import io
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,11 +23,11 @@ from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
 from modeldeploy.render import labels
 from modeldeploy.routing import gateway, istio
-from support import BUCKET, SECRET, deploy_s3, service_url, wait_condition, wait_for
+from rollout_support import iris_objects, model, predict
+from support import deploy_s3, service_url, wait_condition, wait_for
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
 
-ROWS = [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4]]
 REQUESTS = 400
 TOLERANCE = 10
 
@@ -38,22 +35,7 @@ TOLERANCE = 10
 @pytest.fixture(scope="module")
 def s3(kube: Kube, kube_api, namespace: str) -> str:
     """Two versions of an iris model in an in-cluster S3 server; returns its endpoint."""
-    import joblib
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    X, y = load_iris(return_X_y=True)
-    objects = {}
-    for version, c in (("v1", 1.0), ("v2", 0.5)):
-        out = io.BytesIO()
-        joblib.dump(LogisticRegression(max_iter=500, C=c).fit(X, y), out)
-        objects[f"iris/{version}/model.joblib"] = out.getvalue()
-    return deploy_s3(kube, kube_api, namespace, objects)
-
-
-def model(version: str, endpoint: str) -> dict:
-    return {"uri": f"s3://{BUCKET}/iris/{version}", "format": "sklearn", "version": version,
-            "secretName": SECRET, "endpoint": endpoint, "downloadTimeoutSeconds": 60}
+    return deploy_s3(kube, kube_api, namespace, iris_objects())
 
 
 def status_of(kube: Kube, namespace: str, name: str) -> dict:
@@ -101,20 +83,6 @@ def promote_and_wait_retired(kube: Kube, namespace: str, name: str, gone: list[t
     return status
 
 
-def predict(url: str, name: str) -> int:
-    body = b'{"instances": ' + str(ROWS).encode() + b"}"
-    request = urllib.request.Request(f"{url}/v1/models/{name}:predict", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=20) as answer:
-            answer.read()
-            return answer.status
-    except urllib.error.HTTPError as err:
-        return err.code
-    except OSError:
-        return 0
-
-
 def holds(deployment: dict | None, replicas: int) -> bool:
     """The Deployment runs exactly `replicas` ready pods of its current template."""
     if deployment is None:
@@ -144,7 +112,7 @@ def test_replicas_25_percent_is_one_of_four_pods_and_a_quarter_of_the_requests(k
     counted = first.get("measuredRequests", 0)
     url = service_url(kube, namespace, name)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = list(pool.map(lambda _: predict(url, name), range(REQUESTS)))
+        answers = list(pool.map(lambda _: predict(url, uuid.uuid4().hex, name=name)[0], range(REQUESTS)))
     assert answers == [200] * REQUESTS, [a for a in answers if a != 200][:5]
 
     def measured() -> dict | None:

@@ -32,16 +32,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..render import labels, names
-from ..render.router import render_variant_service
 from ..render.service import SERVICE_PORT
 from ..render.target import owned_metadata
-from ..status import deployment_ready
-from .shares import COOKIE, Match, ObjectRef, Observed, Probe, Split, percent, split_problems
+from .shares import COOKIE, Match, Split, percent, split_problems
+from .stored import StoredRoute
 
 if TYPE_CHECKING:
     from ..api.spec import ModelDeploymentSpec
-    from ..render.canary import Canary
-    from ..render.target import Target
 
 NAME = "gateway-api"
 API_VERSION = "gateway.networking.k8s.io/v1"
@@ -135,7 +132,10 @@ def parent_refs(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     return [ref]
 
 
-def _route(name: str, namespace: str, owner: Mapping[str, Any], spec: ModelDeploymentSpec, split: Split) -> dict[str, Any]:
+def _route(
+    name: str, namespace: str, owner: Mapping[str, Any], spec: ModelDeploymentSpec, split: Split, cluster_domain: str = "",
+) -> dict[str, Any]:
+    """The HTTPRoute of a split (backendRefs name Services, so ``cluster_domain`` is unused)."""
     routed = split.routed
     return render_httproute(
         name=name, namespace=namespace, owner_reference=owner, parent_refs=parent_refs(spec),
@@ -144,42 +144,14 @@ def _route(name: str, namespace: str, owner: Mapping[str, Any], spec: ModelDeplo
     )
 
 
-class GatewayApi:
+class GatewayApi(StoredRoute):
     """The `gateway-api` provider: the HTTPRoute `<name>` on the user's Gateway, with the
     variant Services `<name>-stable` and `<name>-canary` as backends. The main Service stays
     on the stable pods, for clients that do not come through the Gateway."""
 
     name = NAME
+    api_version = API_VERSION
+    kind = KIND
 
-    def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
-        return [
-            render_variant_service(stable, names.STABLE),
-            render_variant_service(stable, names.CANARY),
-            _route(stable.name, stable.namespace, stable.owner_reference(), stable.spec, canary.split),
-        ]
-
-    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
-        return applied_weight(_route("weight", "default", {}, spec, split))
-
-    def observes(self, name: str) -> tuple[ObjectRef, ...]:
-        return (
-            ObjectRef("apps/v1", "Deployment", names.variant(name, names.CANARY)),
-            ObjectRef(API_VERSION, KIND, name),
-        )
-
-    def probe(self, name: str) -> Probe | None:
-        return None
-
-    def canary_ready(self, name: str, observed: Observed) -> bool:
-        return deployment_ready(observed.get("Deployment", names.variant(name, names.CANARY))) and (
-            observed.get(KIND, name) is not None
-        )
-
-    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
-        """The stored HTTPRoute gives the split's weight (see the module docstring: the
-        gateway's data plane is not visible to the operator)."""
-        stored = observed.get(KIND, name)
-        try:
-            return stored is not None and applied_weight(stored) == self.applied_weight(spec, split)
-        except ValueError:
-            return False
+    route = staticmethod(_route)
+    weight_of = staticmethod(applied_weight)

@@ -27,18 +27,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..render import labels, names
-from ..render.router import render_variant_service
 from ..render.service import SERVICE_PORT
 from ..render.target import owned_metadata
-from ..status import deployment_ready
 from .shares import (
-    COOKIE, HEADER, SERVICE_HOST, WILDCARD_HOST, Match, ObjectRef, Observed, Probe, Split, percent, split_problems,
+    COOKIE, HEADER, SERVICE_HOST, WILDCARD_HOST, Match, Split, percent, split_problems,
 )
+from .stored import StoredRoute
 
 if TYPE_CHECKING:
     from ..api.spec import ModelDeploymentSpec
-    from ..render.canary import Canary
-    from ..render.target import Target
 
 NAME = "istio"
 API_VERSION = "networking.istio.io/v1"
@@ -152,43 +149,15 @@ def _route(
     )
 
 
-class Istio:
+class Istio(StoredRoute):
     """The `istio` provider: the VirtualService `<name>` for spec.traffic.hosts (default: the
     main Service's cluster name, i.e. mesh traffic to it) on spec.traffic.gateways (default:
     the mesh only), with the variant Services `<name>-stable` and `<name>-canary` as
     destinations. The main Service stays on the stable pods."""
 
     name = NAME
+    api_version = API_VERSION
+    kind = KIND
 
-    def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
-        return [
-            render_variant_service(stable, names.STABLE),
-            render_variant_service(stable, names.CANARY),
-            _route(stable.name, stable.namespace, stable.owner_reference(), stable.spec, canary.split, canary.cluster_domain),
-        ]
-
-    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
-        return applied_weight(_route("weight", "default", {}, spec, split, "cluster.local"))
-
-    def observes(self, name: str) -> tuple[ObjectRef, ...]:
-        return (
-            ObjectRef("apps/v1", "Deployment", names.variant(name, names.CANARY)),
-            ObjectRef(API_VERSION, KIND, name),
-        )
-
-    def probe(self, name: str) -> Probe | None:
-        return None
-
-    def canary_ready(self, name: str, observed: Observed) -> bool:
-        return deployment_ready(observed.get("Deployment", names.variant(name, names.CANARY))) and (
-            observed.get(KIND, name) is not None
-        )
-
-    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
-        """The stored VirtualService gives the split's weight (see the module docstring:
-        the mesh's data plane is not visible to the operator)."""
-        stored = observed.get(KIND, name)
-        try:
-            return stored is not None and applied_weight(stored) == self.applied_weight(spec, split)
-        except ValueError:
-            return False
+    route = staticmethod(_route)
+    weight_of = staticmethod(applied_weight)
