@@ -240,3 +240,16 @@ def test_deleting_the_modeldeployment_collects_children(kube, namespace, model_c
     for api_version, kind, child in (("apps/v1", "Deployment", f"{name}-stable"), ("v1", "Service", name),
                                      ("policy/v1", "PodDisruptionBudget", f"{name}-stable")):
         wait_for(lambda: kube.get(api_version, kind, namespace, child) is None, 60, what=f"{kind} {child} collected")
+
+
+def test_the_finalizer_of_older_operators_is_removed(kube, namespace, model_claim, operator):
+    """Operators before 0.2 put `modeldeploy.io/rollout` on ModelDeployments with a running
+    rollout (a Kopf timer's); this one uses no finalizer and takes a leftover one off, so
+    the object can be deleted."""
+    name = unique("legacy")
+    body = md_body(name, runtime={"name": "testserver"})
+    body["metadata"]["finalizers"] = ["modeldeploy.io/rollout"]
+    create(kube, namespace, body)
+    wait_for(lambda: not get_md(kube, namespace, name)["metadata"].get("finalizers"), 60, what="finalizer removed")
+    kube.delete(API_VERSION, KIND, namespace, name)
+    wait_for(lambda: kube.get_modeldeployment(namespace, name) is None, 60, what=f"{name} deleted")
