@@ -27,10 +27,13 @@ from .render.service import SERVICE_PORT
 from .rollout.plan import TERMINAL, RolloutState
 from .rollout.record import changes, from_status, iso, to_status
 from .rollout.variants import Variants, decide, ended_at
+from .routing import gateway, istio
 from .routing.registry import provider_for
 from .status import Event, Observed, compute_status, deployment_ready, differs, transitions
 
 log = logging.getLogger(__name__)
+# Kinds of the providers' route objects, which exist only where their CRDs are installed.
+ROUTE_KINDS = (gateway.KIND, istio.KIND)
 # Analysis verdicts kept in status.rollout.analyses (the CRD allows at most 10).
 ANALYSES_KEPT = 10
 
@@ -47,7 +50,16 @@ def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> 
     """Apply every desired child, then delete the children no longer wanted."""
     desired = render_children(target, canary)
     for manifest in desired:
-        kube.apply(manifest)
+        try:
+            kube.apply(manifest)
+        except ApiError as err:
+            if err.status == 404 and manifest["kind"] in ROUTE_KINDS and canary is not None:
+                # The API server does not serve the kind: the provider's CRDs are not installed.
+                raise ApiError(404, (
+                    f"this cluster does not serve {manifest['kind']} ({manifest['apiVersion']}), which "
+                    f"spec.traffic.provider {canary.provider.name!r} needs: install its CRDs or choose another provider"
+                )) from err
+            raise
     wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
     selector = {labels.DEPLOYMENT: target.name, labels.MANAGED_BY: labels.MANAGER}
     for api_version, kind in MANAGED_KINDS:

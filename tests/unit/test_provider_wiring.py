@@ -6,6 +6,7 @@ step, and what is pruned once the promoted rollout retires."""
 from __future__ import annotations
 
 import copy
+import json
 import types
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 
 from modeldeploy import reconcile as reconcile_module
 from modeldeploy.config import OperatorConfig
+from modeldeploy.k8s import ApiError
 from modeldeploy.progress import Windows, tick
-from modeldeploy.reconcile import reconcile
+from modeldeploy.reconcile import ReconcileError, reconcile
 from modeldeploy.render import labels
 from modeldeploy.rollout.variants import RETIRE_SECONDS
 from modeldeploy.routing import gateway, istio
@@ -155,3 +157,31 @@ def test_route_rollout_carries_the_weight_and_is_pruned_after_promotion(clock, t
 
     promote_and_retire(cluster, windows, clock)
     assert not {k for k in cluster.kinds() if k in ((kind, "iris"), ("Service", "iris-canary"), ("Deployment", "iris-canary"))}
+
+
+class WithoutRouteCrds(Cluster):
+    """A cluster where neither the Gateway API nor Istio CRDs are installed."""
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        if manifest["kind"] in (gateway.KIND, istio.KIND):
+            raise ApiError(404, "the server could not find the requested resource")
+        return super().apply(manifest)
+
+
+@pytest.mark.parametrize("traffic", [{"provider": "gateway-api", "gateway": {"name": "public"}}, {"provider": "istio"}],
+                         ids=["gateway-api", "istio"])
+def test_a_provider_whose_crds_are_missing_says_so_and_keeps_stable_serving(clock, traffic):
+    cluster, windows = WithoutRouteCrds(spec(traffic, replicas=2)), Windows()
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    assert cluster.md["status"]["stable"]["model"] == V1
+    cluster.md["spec"] = {**cluster.md["spec"], "model": V2}
+    cluster.md["metadata"]["generation"] += 1
+    for _ in range(3):
+        with pytest.raises(ReconcileError, match=f"does not serve .*{traffic['provider']}.*install its CRDs"):
+            reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md), tick(cluster, windows, copy.deepcopy(cluster.md), clock[0]))
+        clock[0] += 2
+    stable = json.dumps(cluster.objects[("Deployment", "iris-stable")])
+    assert V1["uri"] in stable and V2["uri"] not in stable  # v1 keeps serving
+    ready = next(cond for cond in cluster.md["status"]["conditions"] if cond["type"] == "Ready")
+    assert ready["reason"] == "ApplyFailed" and "install its CRDs" in ready["message"], ready
