@@ -20,20 +20,17 @@ from .api.validate import Validated, validate
 from .config import OperatorConfig
 from .k8s import ApiError, Kube
 from .progress import Tick
-from .render import MANAGED_KINDS, Canary, Target, labels, names, render_children
+from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Target, labels, names, render_children
 from .render.canary import route_matches
 from .render.router import ROUTER
 from .render.service import SERVICE_PORT
 from .rollout.plan import TERMINAL, RolloutState
 from .rollout.record import changes, from_status, iso, to_status
 from .rollout.variants import Variants, decide, ended_at
-from .routing import gateway, istio
 from .routing.registry import provider_for
 from .status import Event, Observed, compute_status, deployment_ready, differs, transitions
 
 log = logging.getLogger(__name__)
-# Kinds of the providers' route objects, which exist only where their CRDs are installed.
-ROUTE_KINDS = (gateway.KIND, istio.KIND)
 # Analysis verdicts kept in status.rollout.analyses (the CRD allows at most 10).
 ANALYSES_KEPT = 10
 
@@ -53,7 +50,7 @@ def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> 
         try:
             kube.apply(manifest)
         except ApiError as err:
-            if err.status == 404 and manifest["kind"] in ROUTE_KINDS and canary is not None:
+            if err.status == 404 and (manifest["apiVersion"], manifest["kind"]) in ROUTE_KINDS and canary is not None:
                 # The API server does not serve the kind: the provider's CRDs are not installed.
                 raise ApiError(404, (
                     f"this cluster does not serve {manifest['kind']} ({manifest['apiVersion']}), which "
