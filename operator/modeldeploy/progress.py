@@ -8,10 +8,9 @@ nothing, so no interval is counted twice and no step is repeated or skipped.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +24,13 @@ from .k8s import Kube
 from .k8s.prometheus import query_checks
 from .k8s.scrape import scrape_pods, served_routes
 from .render import labels, names
-from .render.router import CANARY, ROUTE_ANNOTATION, ROUTER
+from .render.router import CANARY, ROUTE_ANNOTATION
 from .rollout import Controls, IntervalResult, Phase, RolloutState, plan
 from .rollout.record import checks_of, from_status, parse_duration, policy_steps, revision
 from .rollout.variants import target_variant
-from .routing.provider import Observed, Split, TrafficProvider
+from .routing.provider import ObjectRef, Observed, Split, TrafficProvider
 from .routing.registry import provider_for
+from .routing.router import wanted_route
 
 log = logging.getLogger(__name__)
 PROMOTE = f"{labels.DOMAIN}/promote"
@@ -111,18 +111,20 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
     policy = spec.rollout
     analysis = policy.analysis
     interval = parse_duration(analysis.interval) if analysis else MEASURE_INTERVAL
-    canary_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name, CANARY))
     traffic = provider_for(spec)
-    observed = _observe(kube, namespace, name, traffic)
+    observed, probed = _observe(kube, namespace, name, traffic)
+    canary_dep = observed.get("Deployment", names.variant(name, CANARY))
     canary_ready = traffic.canary_ready(name, observed)
 
     result: Measure | None = None
     verdict: IntervalResult | None = None
     details: dict[str, Any] | None = None
     window = windows.get(key)
-    in_effect = _route_in_effect(kube, namespace, name, spec, state, traffic, observed)
-    if not in_effect and traffic.probe(name) is not None:
-        nudge_router(kube, namespace, name)
+    # The provider gives the state's weight now (Argo's VerifyWeight): only then do the
+    # counters measure the weight in status.
+    in_effect = traffic.in_effect(name, spec, Split(state.weight, mirror=bool(spec.traffic and spec.traffic.mirror)), observed)
+    if not in_effect and probed:
+        nudge_router(kube, namespace, probed, wanted_route(name, observed))
     if state.weight > 0 and state.phase != Phase.PROMOTING and in_effect:
         stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
         scrape = Scrape(
@@ -162,22 +164,7 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
     return Tick(nxt, rev, result, details, now if result else None)
 
 
-def _route_in_effect(
-    kube: Kube, namespace: str, name: str, spec: ModelDeploymentSpec, state: RolloutState,
-    traffic: TrafficProvider, observed: Observed,
-) -> bool:
-    """The provider gives the state's weight now (Argo's VerifyWeight), judged from the
-    objects it observes and, for the router, the route every router pod answers: only
-    then do the counters measure the weight in status."""
-    probe = traffic.probe(name)
-    if probe is not None:
-        pods = kube.list("v1", "Pod", namespace, dict(probe.selector))
-        observed = dataclasses.replace(observed, served_routes=frozenset(served_routes(pods, probe.port, probe.header)))
-    split = Split(state.weight, mirror=bool(spec.traffic and spec.traffic.mirror))
-    return traffic.in_effect(name, spec, split, observed)
-
-
-def nudge_router(kube: Kube, namespace: str, name: str) -> None:
+def nudge_router(kube: Kube, namespace: str, pods: Iterable[Mapping[str, Any]], wanted: str | None) -> None:
     """Have the kubelet refresh the router pods' config volume now.
 
     A kubelet refreshes a ConfigMap volume on its periodic pod sync (about a minute, plus
@@ -185,20 +172,25 @@ def nudge_router(kube: Kube, namespace: str, name: str) -> None:
     the wanted route makes the new config reach nginx within about a second instead of
     60-90 s (measured on the local cluster). Each pod is annotated once per route.
     """
-    router = names.variant(name, ROUTER)
-    config = kube.get("v1", "ConfigMap", namespace, router)
-    wanted = ((config or {}).get("metadata", {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
     if wanted is None:
         return
-    for pod in kube.list("v1", "Pod", namespace, labels.selector(name, ROUTER)):
+    for pod in pods:
         meta = pod["metadata"]
         if (meta.get("annotations") or {}).get(ROUTE_ANNOTATION) != wanted and not meta.get("deletionTimestamp"):
             kube.patch("v1", "Pod", namespace, meta["name"], {"metadata": {"annotations": {ROUTE_ANNOTATION: wanted}}})
 
 
-def _observe(kube: Kube, namespace: str, name: str, traffic: TrafficProvider) -> Observed:
-    """Every object the provider observes, as the API server has it now (None: absent)."""
-    return Observed({(ref.kind, ref.name): kube.get(ref.api_version, ref.kind, namespace, ref.name) for ref in traffic.observes(name)})
+def _observe(kube: Kube, namespace: str, name: str, traffic: TrafficProvider) -> tuple[Observed, list[dict[str, Any]]]:
+    """Every object the provider observes and the canary Deployment, as the API server has
+    them now (None: absent), with the routes the pods of the provider's probe answer; and
+    those pods."""
+    refs = {ObjectRef("apps/v1", "Deployment", names.variant(name, CANARY)), *traffic.observes(name)}
+    objects = {(ref.kind, ref.name): kube.get(ref.api_version, ref.kind, namespace, ref.name) for ref in refs}
+    probe = traffic.probe(name)
+    if probe is None:
+        return Observed(objects), []
+    pods = kube.list("v1", "Pod", namespace, dict(probe.selector))
+    return Observed(objects, frozenset(served_routes(pods, probe.port, probe.header))), pods
 
 
 def _port(deployment: Mapping[str, Any] | None) -> int:

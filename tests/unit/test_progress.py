@@ -35,6 +35,7 @@ class Fake:
 
     def __init__(self) -> None:
         self.counts = {"stable": text(0), "canary": text(0)}
+        self.patched: list[tuple[str, dict]] = []
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         if kind == "Deployment":
@@ -44,7 +45,11 @@ class Fake:
         return {"spec": {"selector": labels.selector("iris", "router")}}
 
     def list(self, api_version: str, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
-        return [{"variant": selector[labels.VARIANT]}]
+        variant = selector[labels.VARIANT]
+        return [{"variant": variant, "metadata": {"name": f"iris-{variant}-1"}}]
+
+    def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict) -> None:
+        self.patched.append((name, patch))
 
 
 @pytest.fixture
@@ -96,33 +101,36 @@ def test_nothing_to_do_for_an_ended_rollout(fake):
     assert tick(fake, Windows(), body(RolloutState(phase=Phase.SUCCEEDED)), 1100.0) is None
 
 
-class RouterPods:
-    """A router ConfigMap that wants route r2 and three router pods: one already annotated
-    with r2, one with the old r1, one terminating."""
+ROUTER_PODS = [
+    {"metadata": {"name": "a", "annotations": {"modeldeploy.io/route": "r2"}}},
+    {"metadata": {"name": "b", "annotations": {"modeldeploy.io/route": "r1"}}},
+    {"metadata": {"name": "c", "deletionTimestamp": "2026-01-01T00:00:00Z"}},
+]
 
+
+class Patches:
     def __init__(self) -> None:
         self.patched: list[tuple[str, dict]] = []
-
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        assert (kind, name) == ("ConfigMap", "iris-router")
-        return {"metadata": {"annotations": {"modeldeploy.io/route": "r2"}}}
-
-    def list(self, api_version: str, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
-        assert selector == labels.selector("iris", "router")
-        return [
-            {"metadata": {"name": "a", "annotations": {"modeldeploy.io/route": "r2"}}},
-            {"metadata": {"name": "b", "annotations": {"modeldeploy.io/route": "r1"}}},
-            {"metadata": {"name": "c", "deletionTimestamp": "2026-01-01T00:00:00Z"}},
-        ]
 
     def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict) -> None:
         self.patched.append((name, patch))
 
 
 def test_router_pods_without_the_wanted_route_are_annotated_once():
-    kube = RouterPods()
-    progress.nudge_router(kube, "ml", "iris")
+    """Of a router pod already annotated with r2, one with the old r1 and a terminating
+    one, only the second is annotated; nothing happens before a route is wanted."""
+    kube = Patches()
+    progress.nudge_router(kube, "ml", ROUTER_PODS, "r2")
     assert kube.patched == [("b", {"metadata": {"annotations": {"modeldeploy.io/route": "r2"}}})]
+    progress.nudge_router(kube, "ml", ROUTER_PODS, None)
+    assert len(kube.patched) == 1
+
+
+def test_a_router_that_has_not_loaded_the_route_is_nudged(fake, monkeypatch):
+    monkeypatch.setattr(progress, "served_routes", lambda pods, port, header: {"r0"})
+    result = tick(fake, Windows(), body(AT_20), 1100.0)
+    assert result.state.step_routed_at is None  # the weight is not confirmed
+    assert fake.patched == [("iris-router-1", {"metadata": {"annotations": {"modeldeploy.io/route": "r1"}}})]
 
 
 def replicas_body(state: RolloutState) -> dict[str, Any]:

@@ -257,6 +257,12 @@ class NginxRouter:
     def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
         """Every router pod serves the route of the router ConfigMap (Argo's VerifyWeight):
         the ConfigMap is rendered from the weight in status in the same pass."""
-        config = observed.get("ConfigMap", names.variant(name, ROUTER)) or {}
-        wanted = ((config.get("metadata") or {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
+        wanted = wanted_route(name, observed)
         return wanted is not None and observed.served_routes == {wanted}
+
+
+def wanted_route(name: str, observed: Observed) -> str | None:
+    """The route the observed router ConfigMap of ModelDeployment `name` holds (None: no
+    ConfigMap yet): what its pods should answer once they have loaded it."""
+    config = observed.get("ConfigMap", names.variant(name, ROUTER)) or {}
+    return ((config.get("metadata") or {}).get("annotations") or {}).get(ROUTE_ANNOTATION)
