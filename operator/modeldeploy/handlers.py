@@ -19,6 +19,7 @@ from .k8s import ApiError, Kube
 from .progress import Windows, tick
 from .reconcile import ReconcileError, reconcile
 from .render import labels
+from .rollout.plan import ACTIVE
 
 MAX_BACKOFF = 60
 # What the operator watches besides ModelDeployments: its children, to restore hand edits,
@@ -37,13 +38,12 @@ MANAGED = f"{labels.MANAGED_BY}={labels.MANAGER}"
 log = logging.getLogger(__name__)
 # How often a running rollout is looked at; analysis intervals (>= 10 s) are measured in ticks.
 TICK_SECONDS = 2.0
-ACTIVE_PHASES = ("Progressing", "Paused", "Promoting")
 
 
 def rolling_out(status: Mapping[str, Any]) -> bool:
     """A running (or retiring) rollout: the ticker advances it."""
     rollout = status.get("rollout") or {}
-    return rollout.get("phase") in ACTIVE_PHASES or bool(rollout.get("retiring"))
+    return rollout.get("phase") in ACTIVE or bool(rollout.get("retiring"))
 
 
 class Operator:
@@ -82,27 +82,23 @@ class Operator:
             return sorted(self._rolling)
 
     def reconcile(self, namespace: str, name: str) -> None:
-        """Reconcile the ModelDeployment as it is now.
-
-        It is read inside the lock: an event's body may be older than what the previous
-        pass wrote, and reconciling a stale spec would undo a newer one.
-        """
-        with self.lock(namespace, name):
-            body = self.kube.get_modeldeployment(namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                self.forget(namespace, name)
-                return
-            self._track(namespace, name, reconcile(self.kube, self.config, body))
+        """Reconcile the ModelDeployment as it is now."""
+        self._pass(namespace, name, advance=False)
 
     def advance(self, namespace: str, name: str) -> None:
         """One tick of the rollout's analysis loop, then the same reconcile pass with the
         planned state, so the new weight and status are written together."""
+        self._pass(namespace, name, advance=True)
+
+    def _pass(self, namespace: str, name: str, *, advance: bool) -> None:
+        """The ModelDeployment is read inside the lock: an event's body may be older than
+        what the previous pass wrote, and reconciling a stale spec would undo a newer one."""
         with self.lock(namespace, name):
             body = self.kube.get_modeldeployment(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self.forget(namespace, name)
                 return
-            planned = tick(self.kube, self.windows, body, time.time())
+            planned = tick(self.kube, self.windows, body, time.time()) if advance else None
             self._track(namespace, name, reconcile(self.kube, self.config, body, planned))
 
     # The rollout ticker: a thread of the operator's own rather than a Kopf timer, which

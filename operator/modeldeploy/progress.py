@@ -26,6 +26,7 @@ from .k8s.scrape import scrape_pods, served_routes
 from .render import labels, names
 from .render.router import CANARY, ROUTE_ANNOTATION
 from .rollout import Controls, IntervalResult, Phase, RolloutState, plan
+from .rollout.plan import ACTIVE
 from .rollout.record import checks_of, from_status, parse_duration, policy_steps, revision
 from .rollout.variants import target_variant
 from .routing.provider import ObjectRef, Observed, Split, TrafficProvider
@@ -102,9 +103,7 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
         spec = ModelDeploymentSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError:
         return None  # reconcile reports it
-    if spec.rollout is None or rev != revision(target_variant(body.get("spec") or {})) or state.phase not in (
-        Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING
-    ):
+    if spec.rollout is None or rev != revision(target_variant(body.get("spec") or {})) or state.phase not in ACTIVE:
         windows.put(key, None)
         return None
 

@@ -8,7 +8,6 @@ when it differs, and events are sent only for condition transitions.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Target, labels, names, r
 from .render.canary import route_matches
 from .render.router import ROUTER
 from .render.service import SERVICE_PORT
-from .rollout.plan import TERMINAL, RolloutState
+from .rollout.plan import TERMINAL
 from .rollout.record import changes, from_status, iso, to_status
 from .rollout.variants import Variants, decide, ended_at
 from .routing.registry import provider_for
@@ -68,9 +67,7 @@ def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> 
                 kube.delete(api_version, kind, target.namespace, meta["name"])
 
 
-def _canary(
-    kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, state: RolloutState, retiring: bool
-) -> Canary:
+def _canary(kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, variants: Variants) -> Canary:
     """The canary and its traffic provider. Retiring (the rollout ended): the weight is 0,
     the main Service is back on the stable pods, and the canary's objects wait to be pruned.
     The router's availability is observed for the router provider; the others ignore it."""
@@ -78,9 +75,12 @@ def _canary(
     canary_pods = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, names.CANARY))
     matches, mirror = route_matches(stable)
     target = Target(stable.name, stable.namespace, stable.uid, canary.spec, canary.runtime, stable.storage_initializer_image)
+    retiring = variants.retiring
+    weight = variants.state.weight if variants.state is not None and not retiring else 0
     return Canary(
-        target, 0 if retiring else state.weight, config.router_image, config.cluster_domain,
+        target, weight, config.router_image, config.cluster_domain,
         router_available=deployment_ready(router) and not retiring, matches=matches, mirror=mirror,
+        replicas=variants.canary_replicas,
         canary_ready_pods=int(((canary_pods or {}).get("status") or {}).get("readyReplicas") or 0),
         provider=provider_for(stable.spec),
     )
@@ -166,8 +166,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
                 # An explicit canary (spec.canary) is a spec of its own; validate() checked it already.
                 chosen = validated if variants.canary_spec is spec else validate(name, variants.canary_spec, config.registry)[0]
                 if chosen is not None:
-                    canary = _canary(kube, config, target, chosen, variants.state, variants.retiring)
-                    canary = dataclasses.replace(canary, replicas=variants.canary_replicas)
+                    canary = _canary(kube, config, target, chosen, variants)
                     applied = canary.provider.applied_weight(target.spec, canary.split)
             try:
                 apply_children(kube, target, canary)

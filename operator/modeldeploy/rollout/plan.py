@@ -29,6 +29,8 @@ class Phase(str, Enum):
 
 
 TERMINAL = (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED)
+# A rollout in one of these has a canary and is advanced by the ticker.
+ACTIVE = (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
 
 
 @dataclass(frozen=True)

@@ -62,10 +62,6 @@ def checks_of(analysis: Analysis) -> list[Check]:
     return checks
 
 
-def active(state: RolloutState) -> bool:
-    return state.phase not in TERMINAL
-
-
 def iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None

@@ -19,10 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .plan import Phase, RolloutState
+from .plan import ACTIVE, Phase, RolloutState
 from .record import epoch, fresh, from_status, revision
 
-_WITH_CANARY = (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
 # After a rollout ends, the Service points at the stable pods at once, but the router and the
 # canary stay this long: connections kube-proxy still sends to the router, and requests the
 # router still sends to the canary (until its config reload), are answered, not dropped.
@@ -106,7 +105,7 @@ def decide(
     if state is None and status.get("rollout"):
         recorded, recorded_rev = from_status(status["rollout"])
         state = recorded if recorded_rev == rev else None
-    retiring = state is not None and state.phase not in _WITH_CANARY and now - ended_at(status, rev, now) < RETIRE_SECONDS
+    retiring = state is not None and state.phase not in ACTIVE and now - ended_at(status, rev, now) < RETIRE_SECONDS
     if revision(snapshot) == rev:
         if state is not None and state.phase == Phase.PROMOTING:
             # The stable Deployment is rolling to the promoted revision; the canary keeps
@@ -125,7 +124,7 @@ def decide(
         return Variants(
             stable_spec=target, canary_spec=target, snapshot=desired, state=state, revision=rev, canary_replicas=replicas,
         )
-    canary = target if state.phase in _WITH_CANARY or retiring else None
+    canary = target if state.phase in ACTIVE or retiring else None
     return Variants(
         stable_spec=with_variant(spec, snapshot), canary_spec=canary, snapshot=snapshot, state=state, revision=rev,
         retiring=retiring, canary_replicas=replicas if canary is not None else None,
