@@ -25,18 +25,26 @@ def pod_ip(pod: Mapping[str, Any]) -> str | None:
     return status.get("podIP")
 
 
+def pod_url(pod: Mapping[str, Any], port: int, path: str) -> str | None:
+    """http://IP:port/path of a running pod (IPv6 in brackets); None when it has no IP."""
+    ip = pod_ip(pod)
+    if not ip:
+        return None
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}{path}"
+
+
 def scrape_pods(pods: Iterable[Mapping[str, Any]], port: int, session: requests.Session | None = None) -> dict[str, str]:
     """Pod name → /metrics text, for every running pod that answered within TIMEOUT."""
     http = session or requests.Session()
     texts = {}
     for pod in pods:
-        ip = pod_ip(pod)
-        if not ip:
+        url = pod_url(pod, port, "/metrics")
+        if not url:
             continue
-        host = f"[{ip}]" if ":" in ip else ip
         name = pod["metadata"]["name"]
         try:
-            response = http.get(f"http://{host}:{port}/metrics", timeout=TIMEOUT)
+            response = http.get(url, timeout=TIMEOUT)
             response.raise_for_status()
         except requests.RequestException as err:
             log.warning("scraping /metrics of pod %s failed: %s", name, err)
@@ -49,17 +57,16 @@ def served_routes(pods: Iterable[Mapping[str, Any]], port: int, header: str, ses
     """The route fingerprint each running router pod answers /healthz with (None: no answer).
 
     The router reloads a ConfigMap change only once the kubelet has synced the volume
-    (up to about a minute), so a weight is in effect only when every pod says so.
+    (progress.nudge_router hastens that), so a weight is in effect only when every pod says so.
     """
     http = session or requests.Session()
     seen: set[str | None] = set()
     for pod in pods:
-        ip = pod_ip(pod)
-        if not ip:
+        url = pod_url(pod, port, "/healthz")
+        if not url:
             continue
-        host = f"[{ip}]" if ":" in ip else ip
         try:
-            seen.add(http.get(f"http://{host}:{port}/healthz", timeout=TIMEOUT).headers.get(header))
+            seen.add(http.get(url, timeout=TIMEOUT).headers.get(header))
         except requests.RequestException:
             seen.add(None)
     return seen

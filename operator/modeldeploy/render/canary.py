@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..routing.shares import COOKIE, HEADER, Match, Split
 from . import names
 from .deployment import render_deployment
+from .scaling import floor_replicas
 from .target import Target
 
 if TYPE_CHECKING:
@@ -62,8 +63,7 @@ def render_canary_deployment(canary: Canary, stable: Target) -> dict[str, Any]:
     With an HPA on stable, the canary gets the HPA's minimum: it takes a fraction of the
     traffic, and no HPA of its own."""
     manifest = render_deployment(canary.target, names.CANARY)
-    scaling = stable.spec.autoscaling
-    manifest["spec"]["replicas"] = canary.replicas or (scaling.min_replicas if scaling else stable.spec.replicas)
+    manifest["spec"]["replicas"] = canary.replicas or floor_replicas(stable.spec)
     return manifest
 
 

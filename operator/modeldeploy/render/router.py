@@ -3,8 +3,7 @@ and the router Deployment that mounts it.
 
 The config text and its fingerprint come from routing/router.py (render_nginx_conf), which
 also decides when these objects are wanted (the `router` provider); here they are only
-placed. The
-Deployment never changes when the weights do: the image reloads nginx when the mounted
+placed. The Deployment never changes when the weights do: the image reloads nginx when the mounted
 ConfigMap file changes, so a weight change costs no pod restart and drops no request.
 """
 

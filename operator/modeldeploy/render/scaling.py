@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import labels, names
 from .target import Target
 
+if TYPE_CHECKING:
+    from ..api.spec import ModelDeploymentSpec
+
 DEFAULT_CPU_TARGET = 80
 RPS_METRIC = "requests_per_second"
+
+
+def floor_replicas(spec: ModelDeploymentSpec) -> int:
+    """The pods the spec always runs: spec.replicas, or with autoscaling the HPA's minimum."""
+    return spec.autoscaling.min_replicas if spec.autoscaling else spec.replicas
 
 
 def render_hpa(target: Target, variant: str = names.STABLE) -> dict[str, Any] | None:
@@ -48,9 +56,7 @@ def render_hpa(target: Target, variant: str = names.STABLE) -> dict[str, Any] | 
 
 def render_pdb(target: Target, variant: str = names.STABLE) -> dict[str, Any] | None:
     """Keeps all but one pod up through node drains; only when there is more than one."""
-    scaling = target.spec.autoscaling
-    floor = scaling.min_replicas if scaling else target.spec.replicas
-    if floor <= 1:
+    if floor_replicas(target.spec) <= 1:
         return None
     return {
         "apiVersion": "policy/v1",

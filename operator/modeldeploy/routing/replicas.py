@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..render import labels, names
 from ..render.deployment import render_deployment
-from ..render.scaling import render_hpa
+from ..render.scaling import floor_replicas, render_hpa
 from ..render.service import render_service
 from .shares import ObjectRef, Observed, Probe, Split, percent
 
@@ -62,21 +62,17 @@ def split_replicas(total: int, weight: int) -> ReplicaSplit:
     return ReplicaSplit(stable=total - canary, canary=canary)
 
 
-def total_replicas(spec: ModelDeploymentSpec) -> int:
-    """The pods a split divides: spec.replicas, or with autoscaling the HPA's minimum.
+def pods(spec: ModelDeploymentSpec, weight: int) -> ReplicaSplit:
+    """The pods each variant really runs for `weight`: split_replicas over the pods the spec
+    always runs (spec.replicas, or with autoscaling the HPA's minimum), except that an HPA
+    keeps at least one stable pod (its minReplicas cannot be 0).
 
     The minimum, not what the HPA runs now: render stays a function of the spec, and a
     rollout does not grow the fleet. While a weight below 100 holds, the stable HPA is
     pinned to the stable share (min = max), so the autoscaler cannot undo the ratio;
     autoscaling resumes when the rollout ends.
     """
-    return spec.autoscaling.min_replicas if spec.autoscaling else spec.replicas
-
-
-def pods(spec: ModelDeploymentSpec, weight: int) -> ReplicaSplit:
-    """The pods each variant really runs for `weight`: split_replicas over total_replicas,
-    except that an HPA keeps at least one stable pod (its minReplicas cannot be 0)."""
-    total = total_replicas(spec)
+    total = floor_replicas(spec)
     if total < 1:
         return ReplicaSplit(stable=0, canary=0)
     split = split_replicas(total, weight)
