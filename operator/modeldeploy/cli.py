@@ -28,6 +28,11 @@ def _operator(args: argparse.Namespace) -> int:
         router_image=args.router_image or DEFAULT_ROUTER_IMAGE,
         cluster_domain=args.cluster_domain,
     )
+    if args.metrics:
+        from prometheus_client import start_http_server
+
+        host, _, port = args.metrics.rpartition(":")
+        start_http_server(int(port), addr=host or "0.0.0.0")
     # Kopf sets up logging; every line about an object is prefixed with [namespace/name].
     kopf.configure(verbose=args.verbose, debug=args.debug, log_prefix=True)
     kopf.run(
@@ -62,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--router-image", help="image of the canary traffic router (nginx)")
     run.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster (default: %(default)s)")
     run.add_argument("--liveness", default="0.0.0.0:8080", help="HOST:PORT of the /healthz endpoint ('' to disable)")
+    run.add_argument("--metrics", default="", help="HOST:PORT of the operator's Prometheus /metrics ('' to disable)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.add_argument("--debug", action="store_true")
     run.set_defaults(func=_operator)

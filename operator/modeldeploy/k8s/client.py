@@ -16,11 +16,47 @@ from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from prometheus_client import Counter
 
 from ..api.crd import API_VERSION, KIND, PLURAL
 
 _IRREGULAR_PLURALS = {"Endpoints": "endpoints", "Ingress": "ingresses"}
 REQUEST_TIMEOUT = 30
+# Every request the operator's own client sends (Kopf's watches are not counted): what the
+# scale benchmark reads to say how many API calls a pass or a resync costs.
+API_REQUESTS = Counter(
+    "modeldeploy_operator_api_requests", "Kubernetes API requests sent by the operator's client",
+    ["verb", "resource"],
+)
+
+
+def verb(method: str, path: str, query: Mapping[str, str] | None) -> str:
+    """The Kubernetes verb of a request: get, list, apply, patch, create, delete."""
+    if method == "GET":
+        return "list" if _is_collection(path) else "get"
+    if method == "PATCH":
+        return "apply" if (query or {}).get("fieldManager") and (query or {}).get("force") else "patch"
+    return {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(method, method.lower())
+
+
+def _is_collection(path: str) -> bool:
+    parts = path.strip("/").split("/")
+    # /api/v1/pods, /api/v1/namespaces/ns/pods, /apis/g/v/namespaces/ns/kind
+    core = parts[0] == "api"
+    rest = parts[2:] if core else parts[3:]
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    return len(rest) == 1
+
+
+def resource_of(path: str) -> str:
+    parts = path.strip("/").split("/")
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    if len(rest) == 3:  # a subresource: modeldeployments/status
+        return f"{rest[0]}/{rest[2]}"
+    return rest[0] if rest else ""
 
 
 class ApiError(Exception):
@@ -74,6 +110,7 @@ class Kube:
     ) -> dict[str, Any] | None:
         """One API call; the decoded JSON answer, or None for 404 on GET/DELETE."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
+        API_REQUESTS.labels(verb(method, path, query), resource_of(path)).inc()
         serialized = self.api_client.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers,
             body=body, auth_settings=["BearerToken"],
