@@ -34,6 +34,7 @@ class RegistryFile:
     def __init__(self, path: str | None = None):
         self.path = path
         self.error: str | None = None
+        self.version = 0  # counts the reloads, so a watcher can tell the registry changed
         self._stamp = self._stat()
         self._registry = load_registry(path)  # the first read must succeed: fail fast
 
@@ -54,6 +55,7 @@ class RegistryFile:
             try:
                 self._registry = load_registry(self.path)
                 self.error = None
+                self.version += 1
             except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
                 self.error = f"runtime registry {self.path}: {err}; keeping the previous one"
         return self._registry

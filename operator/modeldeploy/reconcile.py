@@ -17,7 +17,7 @@ from typing import Any
 from .api import conditions as c
 from .api.validate import Validated, validate
 from .config import OperatorConfig
-from .k8s import ApiError, Kube
+from .k8s import ApiError, ChildConflict, Kube
 from .progress import Tick
 from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Target, labels, names, render_children
 from .render.canary import route_matches
@@ -42,12 +42,53 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> None:
-    """Apply every desired child, then delete the children no longer wanted."""
+# The field manager that holds a Deployment's replicas while they pass to its HPA.
+HANDOVER_MANAGER = "modeldeploy-handover"
+
+
+def owns_replicas(deployment: Mapping[str, Any], manager: str) -> bool:
+    """``manager`` set spec.replicas by apply (managedFields), so leaving the field out of
+    its next apply would reset it to the default of 1."""
+    for entry in (deployment.get("metadata") or {}).get("managedFields") or ():
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {}):
+                return True
+    return False
+
+
+def hand_over_replicas(kube: Kube, manifest: Mapping[str, Any]) -> None:
+    """Before the operator stops declaring a Deployment's replicas (an HPA now scales it),
+    give the field to another manager at its current value, so the Deployment keeps its
+    pods until the HPA takes over instead of falling to 1 (the hand-off the server-side
+    apply docs describe: https://kubernetes.io/docs/reference/using-api/server-side-apply/
+    #transferring-ownership)."""
+    if manifest["kind"] != "Deployment" or "replicas" in manifest["spec"]:
+        return
+    meta = manifest["metadata"]
+    live = kube.get(manifest["apiVersion"], "Deployment", meta["namespace"], meta["name"])
+    if live is None or not owns_replicas(live, kube.field_manager):
+        return
+    replicas = (live.get("spec") or {}).get("replicas")
+    if replicas is None:
+        return
+    kube.apply({
+        "apiVersion": manifest["apiVersion"], "kind": "Deployment",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"replicas": replicas},
+    }, field_manager=HANDOVER_MANAGER)
+
+
+def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> list[str]:
+    """Apply every desired child, then delete the children no longer wanted; the
+    conflicts: children that exist without being this ModelDeployment's, left alone."""
     desired = render_children(target, canary)
+    conflicts: list[str] = []
     for manifest in desired:
         try:
+            hand_over_replicas(kube, manifest)
             kube.apply(manifest)
+        except ChildConflict as err:
+            conflicts.append(err.message)
         except ApiError as err:
             if err.status == 404 and (manifest["apiVersion"], manifest["kind"]) in ROUTE_KINDS and canary is not None:
                 # The API server does not serve the kind: the provider's CRDs are not installed.
@@ -65,6 +106,7 @@ def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> 
             if owned and (kind, meta["name"]) not in wanted:
                 log.info("deleting %s %s/%s: no longer wanted", kind, target.namespace, meta["name"])
                 kube.delete(api_version, kind, target.namespace, meta["name"])
+    return conflicts
 
 
 def _canary(kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, variants: Variants) -> Canary:
@@ -155,6 +197,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
     now = time.time()
     variants = decide(spec, previous, stable_complete=False, state=tick.state if tick else None, now=now)
     apply_error = None
+    conflicts: list[str] = []
     applied: int | None = None
     if validated is not None:
         stable, stable_problems = (validated, []) if variants.stable_spec is spec else validate(name, variants.stable_spec, config.registry)
@@ -169,7 +212,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
                     canary = _canary(kube, config, target, chosen, variants)
                     applied = canary.provider.applied_weight(target.spec, canary.split)
             try:
-                apply_children(kube, target, canary)
+                conflicts = apply_children(kube, target, canary)
             except ApiError as err:
                 apply_error = f"applying the serving objects failed: {err}"
         else:

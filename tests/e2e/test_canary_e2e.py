@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from modeldeploy.api.crd import API_VERSION, KIND
-from modeldeploy.handlers import TICK_SECONDS
+from modeldeploy.controller.manager import TICK_SECONDS
 from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
 from modeldeploy.render import labels

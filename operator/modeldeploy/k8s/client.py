@@ -68,6 +68,16 @@ class ApiError(Exception):
         self.message = message
 
 
+class ChildConflict(ApiError):
+    """An object with a child's name exists and is not owned by the ModelDeployment: the
+    operator never takes it over."""
+
+    def __init__(self, kind: str, namespace: str, name: str):
+        super().__init__(409, f"{kind} {namespace}/{name} exists and is not owned by this ModelDeployment; "
+                              "the operator leaves it alone: rename or delete it")
+        self.kind, self.namespace, self.name = kind, namespace, name
+
+
 def plural(kind: str) -> str:
     return _IRREGULAR_PLURALS.get(kind, kind.lower() + "s")
 
@@ -140,8 +150,9 @@ class Kube:
         )
         return list((answer or {}).get("items") or [])
 
-    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply with the operator's one field manager, taking over conflicts.
+    def apply(self, manifest: Mapping[str, Any], field_manager: str | None = None) -> dict[str, Any]:
+        """Server-side apply with the operator's one field manager (or ``field_manager``),
+        taking over conflicts.
 
         https://kubernetes.io/docs/reference/using-api/server-side-apply/
         """
@@ -149,14 +160,14 @@ class Kube:
         path = f"{collection_path(manifest['apiVersion'], manifest['kind'], meta.get('namespace'))}/{meta['name']}"
         answer = self.request(
             "PATCH", path, body=dict(manifest), content_type="application/apply-patch+yaml",
-            query={"fieldManager": self.field_manager, "force": "true"},
+            query={"fieldManager": field_manager or self.field_manager, "force": "true"},
         )
         return answer or {}
 
-    def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+    def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
         """A JSON merge patch (RFC 7386) of fields the operator does not own by apply,
-        such as an annotation on a pod."""
-        self.request(
+        such as an annotation on a pod; the patched object."""
+        return self.request(
             "PATCH", f"{collection_path(api_version, kind, namespace)}/{name}", body=dict(patch),
             content_type="application/merge-patch+json",
         )
@@ -172,7 +183,7 @@ class Kube:
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(API_VERSION, KIND, namespace, name)
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any] | None:
         """Replace the operator's part of status with one merge patch.
 
         Keys that were set before and are gone now are sent as null, which deletes them;
@@ -181,7 +192,7 @@ class Kube:
         patch = {key: None for key in previous if key not in status and key != "kopf"}
         patch.update(status)
         path = f"{collection_path(API_VERSION, KIND, namespace)}/{name}/status"
-        self.request("PATCH", path, body={"status": patch}, content_type="application/merge-patch+json")
+        return self.request("PATCH", path, body={"status": patch}, content_type="application/merge-patch+json")
 
     def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment, as `kubectl describe md` shows them."""
@@ -216,4 +227,4 @@ def _error_message(data: bytes | str | None) -> str:
         return str(data)
 
 
-__all__ = ["PLURAL", "ApiError", "Kube", "collection_path", "plural"]
+__all__ = ["PLURAL", "ApiError", "ChildConflict", "Kube", "collection_path", "plural"]

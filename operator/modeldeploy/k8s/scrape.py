@@ -9,13 +9,39 @@ back as started within the window (its counters are taken whole, never negative)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import requests
 
 log = logging.getLogger(__name__)
 TIMEOUT = 2.0
+# A /metrics answer larger than this is cut off and the pod left out: a model server's is a
+# few KiB, and a pod must not make the operator buffer an unbounded body.
+MAX_BYTES = 4 * 1024 * 1024
+# Every pod of every rollout is scraped at once, each within TIMEOUT, so one slow or silent
+# pod costs its own rollout at most TIMEOUT per tick and never holds up another's.
+_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="modeldeploy-scrape")
+T = TypeVar("T")
+
+
+class TooLarge(requests.RequestException):
+    """The answer is larger than MAX_BYTES."""
+
+
+def _concurrently(fn: Callable[[Mapping[str, Any]], T], pods: Iterable[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], T]]:
+    pods = list(pods)
+    return list(zip(pods, _POOL.map(fn, pods)))
+
+
+def _read_capped(response: requests.Response) -> str:
+    body = bytearray()
+    for chunk in response.iter_content(64 * 1024):
+        body += chunk
+        if len(body) > MAX_BYTES:
+            raise TooLarge(f"answer larger than {MAX_BYTES} bytes")
+    return body.decode(response.encoding or "utf-8", errors="replace")
 
 
 def pod_ip(pod: Mapping[str, Any]) -> str | None:
@@ -35,22 +61,26 @@ def pod_url(pod: Mapping[str, Any], port: int, path: str) -> str | None:
 
 
 def scrape_pods(pods: Iterable[Mapping[str, Any]], port: int, session: requests.Session | None = None) -> dict[str, str]:
-    """Pod name → /metrics text, for every running pod that answered within TIMEOUT."""
+    """Pod name → /metrics text, for every running pod that answered within TIMEOUT, all
+    pods at once."""
     http = session or requests.Session()
-    texts = {}
-    for pod in pods:
+
+    def one(pod: Mapping[str, Any]) -> str | None:
         url = pod_url(pod, port, "/metrics")
         if not url:
-            continue
-        name = pod["metadata"]["name"]
+            return None
         try:
-            response = http.get(url, timeout=TIMEOUT)
-            response.raise_for_status()
+            with http.get(url, timeout=TIMEOUT, stream=True) as response:
+                response.raise_for_status()
+                return _read_capped(response)
         except requests.RequestException as err:
-            log.warning("scraping /metrics of pod %s failed: %s", name, err)
-            continue
-        texts[name] = response.text
-    return texts
+            log.warning("scraping /metrics of pod %s failed: %s", pod["metadata"]["name"], err)
+            return None
+
+    return {pod["metadata"]["name"]: text for pod, text in _concurrently(one, pods) if text is not None}
+
+
+_NOT_RUNNING = object()
 
 
 def served_routes(pods: Iterable[Mapping[str, Any]], port: int, header: str, session: requests.Session | None = None) -> set[str | None]:
@@ -60,13 +90,15 @@ def served_routes(pods: Iterable[Mapping[str, Any]], port: int, header: str, ses
     (progress.nudge_router hastens that), so a weight is in effect only when every pod says so.
     """
     http = session or requests.Session()
-    seen: set[str | None] = set()
-    for pod in pods:
+
+    def one(pod: Mapping[str, Any]) -> object:
         url = pod_url(pod, port, "/healthz")
         if not url:
-            continue
+            return _NOT_RUNNING
         try:
-            seen.add(http.get(url, timeout=TIMEOUT).headers.get(header))
+            with http.get(url, timeout=TIMEOUT, stream=True) as response:
+                return response.headers.get(header)
         except requests.RequestException:
-            seen.add(None)
-    return seen
+            return None
+
+    return {seen for _, seen in _concurrently(one, pods) if seen is not _NOT_RUNNING}  # type: ignore[misc]

@@ -1,0 +1,140 @@
+"""The objects the operator's watches delivered, kept in memory so a pass reads nothing
+from the API server (controller-runtime's cache: reads from the cache, writes to the API).
+
+Objects are stored as plain dicts without ``metadata.managedFields`` (most of an object's
+size), except for Deployments, whose field ownership the HPA hand-off needs. An object
+older than the one stored (by ``metadata.resourceVersion``) is ignored, so a watch event
+that arrives after the operator stored the answer of its own write cannot roll it back.
+Objects are indexed by namespace and by the ModelDeployment label, so the lists a pass
+makes (its children, its pods) cost a dictionary look-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..render import labels as md_labels
+
+Key = tuple[str, str]  # (namespace, name)
+# Kinds whose managedFields are kept (the replicas hand-off to an HPA reads them).
+KEEP_MANAGED_FIELDS = frozenset({"Deployment"})
+
+
+def resource_version(obj: Mapping[str, Any]) -> int | None:
+    """The object's resourceVersion as a number (etcd's revision), None when not numeric.
+
+    resourceVersions are opaque by contract; every API server backed by etcd uses its
+    revision, and comparing them is only used to drop an older copy."""
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or "")
+    except ValueError:
+        return None
+
+
+def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain deep copy of a watched object, managedFields dropped where not needed."""
+    out = copy.deepcopy(dict(obj))
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and out.get("kind") not in KEEP_MANAGED_FIELDS:
+        meta.pop("managedFields", None)
+    return out
+
+
+class Cache:
+    """Thread-safe store of watched objects by kind, namespace and name."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[str, dict[Key, dict[str, Any]]] = {}
+        # kind → (namespace, modeldeploy.io/deployment) → names
+        self._by_owner: dict[str, dict[Key, set[str]]] = {}
+
+    def put(self, obj: Mapping[str, Any]) -> bool:
+        """Store ``obj`` unless a newer version is stored; True when stored."""
+        kind = obj.get("kind")
+        meta = obj.get("metadata") or {}
+        if not kind or not meta.get("name"):
+            return False
+        key = (meta.get("namespace") or "", meta["name"])
+        new = slim(obj)
+        with self._lock:
+            objects = self._objects.setdefault(kind, {})
+            old = objects.get(key)
+            if old is not None:
+                old_rv, new_rv = resource_version(old), resource_version(new)
+                if old_rv is not None and new_rv is not None and new_rv < old_rv:
+                    return False
+                self._unindex(kind, key, old)
+            objects[key] = new
+            self._index(kind, key, new)
+        return True
+
+    def remove_object(self, obj: Mapping[str, Any]) -> None:
+        """Forget a deleted object, unless what is stored is a newer object of that name
+        (the operator re-created it before the watch reported the deletion)."""
+        kind, meta = obj.get("kind") or "", obj.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        with self._lock:
+            old = self._objects.get(kind, {}).get(key)
+            if old is None:
+                return
+            old_meta = old.get("metadata") or {}
+            if meta.get("uid") and old_meta.get("uid") and meta["uid"] != old_meta["uid"]:
+                return
+            old_rv, rv = resource_version(old), resource_version(obj)
+            if old_rv is not None and rv is not None and old_rv > rv:
+                return
+            del self._objects[kind][key]
+            self._unindex(kind, key, old)
+
+    def remove(self, kind: str, namespace: str, name: str) -> None:
+        key = (namespace or "", name)
+        with self._lock:
+            old = self._objects.get(kind, {}).pop(key, None)
+            if old is not None:
+                self._unindex(kind, key, old)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            obj = self._objects.get(kind, {}).get((namespace or "", name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def list(self, kind: str, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Objects of ``kind`` in ``namespace`` whose labels include ``selector``."""
+        owner = selector.get(md_labels.DEPLOYMENT)
+        with self._lock:
+            objects = self._objects.get(kind, {})
+            if owner is not None:
+                names: Iterable[str] = sorted(self._by_owner.get(kind, {}).get((namespace, owner), ()))
+                candidates = [objects[(namespace, n)] for n in names]
+            else:
+                candidates = [o for (ns, _), o in sorted(objects.items()) if ns == namespace]
+            return [
+                copy.deepcopy(o) for o in candidates
+                if selector.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()
+            ]
+
+    def keys(self, kind: str) -> list[Key]:
+        with self._lock:
+            return sorted(self._objects.get(kind, {}))
+
+    def count(self) -> dict[str, int]:
+        with self._lock:
+            return {kind: len(objects) for kind, objects in self._objects.items()}
+
+    def _index(self, kind: str, key: Key, obj: Mapping[str, Any]) -> None:
+        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(md_labels.DEPLOYMENT)
+        if owner:
+            self._by_owner.setdefault(kind, {}).setdefault((key[0], owner), set()).add(key[1])
+
+    def _unindex(self, kind: str, key: Key, obj: Mapping[str, Any]) -> None:
+        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(md_labels.DEPLOYMENT)
+        if owner:
+            names = self._by_owner.get(kind, {}).get((key[0], owner))
+            if names is not None:
+                names.discard(key[1])
+                if not names:
+                    del self._by_owner[kind][(key[0], owner)]

@@ -1,0 +1,148 @@
+"""The operator at run time: watches feed the cache and the queue, workers run passes.
+
+    Kopf watch event ──► Cache.put/remove ──► WorkQueue.add(namespace, name of the owner)
+                                                   │  (deduplicated; one pass per key at a time)
+    rollout cadence: requeue_after ────────────────┤
+    periodic resync (jittered) ────────────────────┤
+    runtime registry changed: every key ───────────┘
+                                                   ▼
+                       Workers: run(key) = [tick] + reconcile, reads from the cache only
+
+A running rollout is advanced (``progress.tick``) by the pass that comes due every
+TICK_SECONDS: the pass asks to be requeued then. Passes triggered by other events in
+between keep the rollout's state as status has it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..api.crd import KIND
+from ..config import OperatorConfig
+from ..k8s import ApiError, Kube
+from ..progress import Windows, tick
+from ..reconcile import ReconcileError, reconcile
+from ..render import labels
+from ..rollout.plan import ACTIVE
+from .cache import Cache, Key
+from .client import CachedClient
+from .queue import WorkQueue
+from .workers import Result, Workers
+
+log = logging.getLogger(__name__)
+# How often a running rollout is looked at; analysis intervals (>= 10 s) are measured in ticks.
+TICK_SECONDS = 2.0
+DEFAULT_WORKERS = 4
+RESYNC_SECONDS = 300.0
+REGISTRY_POLL_SECONDS = 5.0
+
+
+def rolling_out(status: Mapping[str, Any]) -> bool:
+    """A running (or retiring) rollout: its passes come every TICK_SECONDS."""
+    rollout = status.get("rollout") or {}
+    return rollout.get("phase") in ACTIVE or bool(rollout.get("retiring"))
+
+
+def owner_key(obj: Mapping[str, Any]) -> Key | None:
+    """The ModelDeployment a watched object belongs to: itself, or its label's owner."""
+    meta = obj.get("metadata") or {}
+    if obj.get("kind") == KIND:
+        return (meta.get("namespace") or "", meta.get("name") or "")
+    owner = (meta.get("labels") or {}).get(labels.DEPLOYMENT)
+    return (meta.get("namespace") or "", owner) if owner else None
+
+
+class Operator:
+    """What every handler shares, kept in Kopf's memo rather than in module globals."""
+
+    def __init__(
+        self, config: OperatorConfig, kube: Kube, *, workers: int = DEFAULT_WORKERS,
+        resync: float = RESYNC_SECONDS, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.cache = Cache()
+        self.client = CachedClient(kube, self.cache)
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.windows = Windows()
+        self.workers = Workers(self.queue, self.run, workers=workers, resync=resync, quiet=(ApiError, ReconcileError))
+        self._clock = clock
+        self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # What the watches deliver.
+
+    def observe(self, event_type: str | None, obj: Mapping[str, Any], store: bool = True) -> None:
+        """A watch event: update the cache (``store``: also for an object that was not
+        deleted), queue the owner's key."""
+        if event_type == "DELETED":
+            self.cache.remove_object(obj)
+        elif store:
+            self.cache.put(obj)
+        key = owner_key(obj)
+        if key is not None:
+            self.queue.add(key)
+
+    # One pass.
+
+    def run(self, key: Key) -> Result:
+        namespace, name = key
+        body = self.cache.get(KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            self.windows.put(key, None)
+            with self._guard:
+                self._ticked.pop(key, None)
+            if body is not None:
+                self.client.forget(body["metadata"].get("uid", ""))
+            return Result(forget=body is None)
+        planned = None
+        now = self._clock()
+        if rolling_out(body.get("status") or {}) and self._tick_due(key, now):
+            planned = tick(self.client, self.windows, body, now)
+            with self._guard:
+                self._ticked[key] = now
+        status = reconcile(self.client, self.config, body, planned)
+        if not rolling_out(status):
+            with self._guard:
+                self._ticked.pop(key, None)
+            return Result()
+        with self._guard:
+            last = self._ticked.get(key)
+        return Result(requeue_after=0.0 if last is None else max(0.0, last + TICK_SECONDS - self._clock()))
+
+    def _tick_due(self, key: Key, now: float) -> bool:
+        with self._guard:
+            last = self._ticked.get(key)
+        # A pass a few milliseconds early (timers, clock steps) still counts as the tick.
+        return last is None or now - last >= TICK_SECONDS - 0.1
+
+    # Lifecycle.
+
+    def start(self) -> None:
+        self._stop.clear()
+        self.workers.start()
+        self._poller = threading.Thread(target=self._poll_registry, name="modeldeploy-registry", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.workers.stop()
+        if self._poller is not None:
+            self._poller.join(timeout=REGISTRY_POLL_SECONDS * 2)
+
+    def _poll_registry(self) -> None:
+        """A changed runtime registry may change what every ModelDeployment renders."""
+        seen = self.config.runtimes.version
+        while not self._stop.wait(REGISTRY_POLL_SECONDS):
+            _ = self.config.registry  # re-reads the file when it changed
+            if self.config.runtimes.version != seen:
+                seen = self.config.runtimes.version
+                keys = self.cache.keys(KIND)
+                log.info("runtime registry changed: queueing %d ModelDeployments", len(keys))
+                for key in keys:
+                    self.queue.add(key)
