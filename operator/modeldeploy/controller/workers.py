@@ -16,10 +16,15 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from prometheus_client import Counter, Histogram
+
 from .queue import WorkQueue
 
 K = TypeVar("K", bound=Hashable)
 log = logging.getLogger(__name__)
+PASSES = Counter("modeldeploy_operator_passes", "Passes the workers ran", ["outcome"])
+PASS_SECONDS = Histogram("modeldeploy_operator_pass_seconds", "How long one pass took",
+                         buckets=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10))
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,6 @@ class Workers(Generic[K]):
         self._name = name
         self._quiet = quiet
         self._threads: list[threading.Thread] = []
-        self.passes = 0
-        self.failures = 0
-        self.seconds = 0.0
-        self._stats = threading.Lock()
 
     def start(self) -> None:
         for i in range(self._count):
@@ -86,16 +87,14 @@ class Workers(Generic[K]):
             result = self._run(key)
         except Exception as err:  # noqa: BLE001 - every failure backs off; none stops a worker
             delay = self.queue.add_rate_limited(key)
-            with self._stats:
-                self.failures += 1
+            PASSES.labels("error").inc()
             level = logging.WARNING if self.queue.failures(key) <= 3 else logging.ERROR
             log.log(level, "pass of %s failed (retrying in %.1fs): %s", key, delay, err,
                     exc_info=not isinstance(err, self._quiet))
             return
         finally:
-            with self._stats:
-                self.passes += 1
-                self.seconds += time.monotonic() - started
+            PASS_SECONDS.observe(time.monotonic() - started)
+        PASSES.labels("success").inc()
         self.queue.forget(key)
         if not result.forget:
             after = result.requeue_after

@@ -26,7 +26,7 @@ REQUEST_TIMEOUT = 30
 # scale benchmark reads to say how many API calls a pass or a resync costs.
 API_REQUESTS = Counter(
     "modeldeploy_operator_api_requests", "Kubernetes API requests sent by the operator's client",
-    ["verb", "resource"],
+    ["verb", "resource", "manager"],
 )
 
 
@@ -120,7 +120,7 @@ class Kube:
     ) -> dict[str, Any] | None:
         """One API call; the decoded JSON answer, or None for 404 on GET/DELETE."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        API_REQUESTS.labels(verb(method, path, query), resource_of(path)).inc()
+        API_REQUESTS.labels(verb(method, path, query), resource_of(path), self.field_manager).inc()
         serialized = self.api_client.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers,
             body=body, auth_settings=["BearerToken"],

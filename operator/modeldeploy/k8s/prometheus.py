@@ -10,6 +10,7 @@ https://prometheus.io/docs/prometheus/latest/querying/api/#instant-queries
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -17,6 +18,7 @@ import requests
 
 from ..analysis.prometheus import QueryResult, TemplateError, failed, inconclusive, interpret, render_query
 from ..api.spec import PrometheusCheck
+from .scrape import read_capped
 
 log = logging.getLogger(__name__)
 TIMEOUT = 5.0
@@ -51,17 +53,18 @@ def query_checks(
             results.append(inconclusive(check.name, unreachable))
             continue
         try:
-            response = http.get(endpoint, params={"query": query, "timeout": f"{timeout:g}s"}, timeout=timeout)
+            with http.get(endpoint, params={"query": query, "timeout": f"{timeout:g}s"}, timeout=timeout, stream=True) as response:
+                status, text = response.status_code, read_capped(response)
         except requests.RequestException as err:
             log.warning("Prometheus check %s: %s failed: %s", check.name, endpoint, err)
             unreachable = f"Prometheus unreachable at {endpoint}: {type(err).__name__}"
             results.append(inconclusive(check.name, unreachable))
             continue
         try:
-            body = response.json()
+            body = json.loads(text)
         except ValueError:
             body = None
-        results.append(interpret(check.name, response.status_code, body, check.min, check.max))
+        results.append(interpret(check.name, status, body, check.min, check.max))
     return results
 
 

@@ -35,7 +35,8 @@ def _concurrently(fn: Callable[[Mapping[str, Any]], T], pods: Iterable[Mapping[s
     return list(zip(pods, _POOL.map(fn, pods)))
 
 
-def _read_capped(response: requests.Response) -> str:
+def read_capped(response: requests.Response) -> str:
+    """The body of a streamed answer, refused (TooLarge) past MAX_BYTES."""
     body = bytearray()
     for chunk in response.iter_content(64 * 1024):
         body += chunk
@@ -72,7 +73,7 @@ def scrape_pods(pods: Iterable[Mapping[str, Any]], port: int, session: requests.
         try:
             with http.get(url, timeout=TIMEOUT, stream=True) as response:
                 response.raise_for_status()
-                return _read_capped(response)
+                return read_capped(response)
         except requests.RequestException as err:
             log.warning("scraping /metrics of pod %s failed: %s", pod["metadata"]["name"], err)
             return None
