@@ -7,6 +7,7 @@ transitions so they are sent once per transition, never once per pass.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -282,3 +283,55 @@ def transitions(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list
 
 def differs(previous: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     return {k: v for k, v in previous.items() if k != "kopf"} != dict(current)
+
+
+# Kopf's own bookkeeping in status; the operator's patches never touch it.
+KOPF = "kopf"
+
+
+def _diff(old: Any, new: Any) -> Any:
+    """The merge patch turning ``old`` into ``new``, or _SAME when they are equal."""
+    if old == new:
+        return _SAME
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return copy.deepcopy(new)
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        sub = _diff(old[key], value) if key in old else copy.deepcopy(value)
+        if sub is not _SAME:
+            patch[key] = sub
+    return patch
+
+
+_SAME = object()
+
+
+def status_patch(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) of status that turns ``previous`` into ``current``.
+
+    A merge patch keeps every key it does not mention, so a key that is gone now must be
+    sent as null at whatever depth it sits: ``status.rollout.stepRoutedAt`` of an earlier
+    step must be deleted, not left for the next step to read. Lists are replaced whole,
+    unchanged subtrees are left out, and Kopf's ``kopf`` key is never touched. ``{}`` means
+    nothing to write. A None value in ``current`` means "absent" (merge patch cannot say
+    anything else). https://www.rfc-editor.org/rfc/rfc7386
+    """
+    old = {k: v for k, v in previous.items() if k != KOPF}
+    new = {k: v for k, v in current.items() if k != KOPF}
+    patch = _diff(old, new)
+    return {} if patch is _SAME else patch
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 MergePatch(target, patch): null deletes, objects merge recursively,
+    anything else (lists included) replaces. What the API server does with a
+    ``application/merge-patch+json`` body; test fakes use it to behave the same."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = apply_merge_patch(result.get(key), value)
+    return result
