@@ -452,6 +452,14 @@ def _diff(old: Any, new: Any) -> Any:
 _SAME = object()
 
 
+def _without_none(value: Any) -> Any:
+    """``value`` as the API server stores it after a merge patch: no None anywhere in a
+    mapping (a null deletes the key), so a None in status is never sent pass after pass."""
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def status_patch(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON merge patch (RFC 7386) of status that turns ``previous`` into ``current``.
 
@@ -463,7 +471,7 @@ def status_patch(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dic
     anything else). https://www.rfc-editor.org/rfc/rfc7386
     """
     old = {k: v for k, v in previous.items() if k != KOPF}
-    new = {k: v for k, v in current.items() if k != KOPF}
+    new = _without_none({k: v for k, v in current.items() if k != KOPF})
     patch = _diff(old, new)
     return {} if patch is _SAME else patch
 

@@ -135,8 +135,8 @@ class CachedClient:
         with self._lock:
             self._applied.pop((kind, namespace or "", name), None)
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]) -> None:
-        answer = self.kube.patch_status(namespace, name, status, previous)
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        answer = self.kube.patch_status(namespace, name, patch)
         if answer:
             self.cache.put(answer)
 
