@@ -255,5 +255,8 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
                 log.warning("could not post event %s on %s/%s: %s", event.reason, namespace, name, err)
     if apply_error:
         raise ReconcileError(apply_error)
+    if conflicts:
+        # Retried with backoff: the other object's removal sends the operator no event.
+        raise ReconcileError("; ".join(conflicts))
     return status
 

@@ -52,8 +52,10 @@ def test_a_pass_that_changes_nothing_sends_no_request(kube, namespace, model_cla
     wait_for(lambda: _quiet_for(2.0), 60, interval=0.1, what="no operator requests for 2 s")
 
     before, ran = operator_requests(), passes()
-    # Events on a child and on a pod: each queues a pass of the ModelDeployment.
-    path = f"{collection_path('apps/v1', 'Deployment', namespace)}/{name}-stable"
+    # Events on a child and on a pod: each queues a pass of the ModelDeployment. (Not the
+    # Deployment: an annotation there bumps its generation, and status rightly says it is
+    # not observed yet until the Deployment controller catches up.)
+    path = f"{collection_path('v1', 'Service', namespace)}/{name}"
     kube.request("PATCH", path, body={"metadata": {"annotations": {"test/poke": "1"}}},
                  content_type="application/merge-patch+json")
     pod = kube.list("v1", "Pod", namespace, {"modeldeploy.io/deployment": name})[0]
@@ -109,7 +111,7 @@ def test_turning_autoscaling_on_keeps_the_running_replicas(kube, namespace, mode
     path = f"{collection_path('apps/v1', 'Deployment', namespace)}/{name}-stable"
     updated = patch_spec(kube, namespace, name, {"autoscaling": {"minReplicas": 1, "maxReplicas": 5}})
     generation = updated["metadata"]["generation"]
-    wait_for(lambda: kube.get("autoscaling/v2", "HorizontalPodAutoscaler", namespace, name), 60, what="the HPA")
+    wait_for(lambda: kube.get("autoscaling/v2", "HorizontalPodAutoscaler", namespace, f"{name}-stable"), 60, what="the HPA")
     # No metrics server runs here, so the HPA never scales: the Deployment must keep 3.
     seen = []
     deadline = time.monotonic() + 20

@@ -128,10 +128,17 @@ def test_serves_and_reports_status(kube, namespace, model_claim, operator):
     assert not any(k.startswith("kopf.") for k in (md["metadata"].get("annotations") or {}))
     assert not md["metadata"].get("finalizers")
 
-    # The Service really routes to the pod: from the host through kube-proxy.
+    # The Service really routes to the pod: from the host through kube-proxy, which
+    # programs a newly ready endpoint a moment after the pod (and so Ready) turned ready.
     cluster_ip = service["spec"]["clusterIP"]
-    with urllib.request.urlopen(f"http://{cluster_ip}/", timeout=10) as answer:
-        assert answer.status == 200
+
+    def answers() -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://{cluster_ip}/", timeout=10) as answer:
+                return answer.status
+        except OSError:
+            return None
+    assert wait_for(answers, 30, what="the Service answering") == 200
 
 
 def test_children_edited_or_deleted_by_hand_are_restored(kube, namespace, model_claim, operator):

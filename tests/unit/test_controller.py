@@ -215,6 +215,22 @@ def test_a_value_the_server_normalises_is_applied_once_not_every_pass():
     assert [c for c in api.calls if c[0] == "apply"] == [("apply", "Service", "iris")] * 2
 
 
+def test_a_field_no_longer_declared_is_applied_even_after_a_restart():
+    """Leaving a field out (replicas, once an HPA scales) must reach the API server, or the
+    operator would go on owning it; the digest annotation says what was declared last."""
+    api, cache = Api(), Cache()
+    client = CachedClient(api, cache)
+    client.apply(manifest())
+    fewer = manifest()
+    fewer["spec"]["containers"][0].pop("cpu")
+    restarted = CachedClient(api, cache)  # no memory of earlier applies
+    restarted.apply(fewer)
+    assert [c for c in api.calls if c[0] == "apply"] == [("apply", "Service", "iris")] * 2
+    api.calls.clear()
+    CachedClient(api, cache).apply(fewer)
+    assert api.calls == []
+
+
 def test_an_object_of_the_childs_name_owned_by_someone_else_is_never_applied():
     api, cache = Api(), Cache()
     api.objects[("Service", "iris")] = {"kind": "Service", "metadata": {"name": "iris", "namespace": "ml",

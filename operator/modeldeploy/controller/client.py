@@ -21,9 +21,13 @@ from typing import Any
 
 from ..api.crd import API_VERSION, KIND
 from ..k8s import ApiError, ChildConflict, Kube
+from ..render import labels
 from .cache import Cache
 
 _MISSING = "\0missing"
+# The digest of the manifest last applied, so a pass (after a restart too) knows whether the
+# operator still declares the same fields.
+APPLIED = labels.APPLIED
 # The kinds the operator watches, so the cache has every object of theirs it may read.
 CACHED_KINDS = frozenset({
     "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "Pod",
@@ -46,6 +50,13 @@ def project(live: Any, desired: Any) -> Any:
 
 def digest(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def with_digest(manifest: Mapping[str, Any], wanted: str) -> dict[str, Any]:
+    """The manifest with the digest of what it declares in an annotation."""
+    meta = dict(manifest["metadata"])
+    meta["annotations"] = {**(meta.get("annotations") or {}), APPLIED: wanted}
+    return {**manifest, "metadata": meta}
 
 
 def owner_uid(manifest: Mapping[str, Any]) -> str | None:
@@ -92,38 +103,43 @@ class CachedClient:
     def apply(self, manifest: Mapping[str, Any], field_manager: str | None = None) -> dict[str, Any]:
         """Server-side apply of ``manifest`` unless the cached object already has it.
 
-        An object absent from the cache is looked up once: one that exists and is not owned
-        by the manifest's owner is never taken over (ChildConflict)."""
+        An object absent from the cache is looked up: one that exists and is not owned by
+        the manifest's owner is never taken over (ChildConflict)."""
         meta = manifest["metadata"]
         kind, namespace, name = manifest["kind"], meta.get("namespace") or "", meta["name"]
         key = (kind, namespace, name)
         live = self.cache.peek(kind, namespace, name) if kind in CACHED_KINDS else None
         if live is None and kind in CACHED_KINDS:
             live = self.kube.get(manifest["apiVersion"], kind, namespace, name)
-            if live is not None:
-                self.cache.put(live)
         if live is not None and not owned_by(live, owner_uid(manifest)):
+            # Not cached: the watches never see such an object go, so it is asked for again.
             raise ChildConflict(kind, namespace, name)
         wanted = digest(manifest)
-        if live is not None and field_manager is None and self._unchanged(key, wanted, manifest, live):
+        body = with_digest(manifest, wanted)
+        if live is not None and field_manager is None and self._unchanged(key, wanted, body, live):
             return dict(live)
-        answer = self.kube.apply(manifest, field_manager=field_manager)
+        answer = self.kube.apply(body if field_manager is None else manifest, field_manager=field_manager)
         self.cache.put(answer)
         if field_manager is None:
             with self._lock:
                 self._applied[key] = (
-                    owner_uid(manifest), wanted, project(answer, manifest), (answer.get("metadata") or {}).get("resourceVersion"),
+                    owner_uid(manifest), wanted, project(answer, body), (answer.get("metadata") or {}).get("resourceVersion"),
                 )
         return answer
 
-    def _unchanged(self, key: tuple[str, str, str], wanted: str, manifest: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
+    def _unchanged(self, key: tuple[str, str, str], wanted: str, body: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
+        """The object was last applied from this very manifest (its digest annotation says
+        so, which also catches a field the operator stopped declaring) and still has every
+        declared value."""
+        if ((live.get("metadata") or {}).get("annotations") or {}).get(APPLIED) != wanted:
+            return False
         with self._lock:
             last = self._applied.get(key)
         if last is not None and last[1] == wanted and last[3] is not None \
                 and (live.get("metadata") or {}).get("resourceVersion") == last[3]:
             return True  # nobody has written the object since the operator applied this manifest
-        seen = project(live, manifest)
-        return seen == manifest or (last is not None and last[1:3] == (wanted, seen))
+        seen = project(live, body)
+        return seen == body or (last is not None and last[1:3] == (wanted, seen))
 
     def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         answer = self.kube.patch(api_version, kind, namespace, name, patch)

@@ -27,6 +27,8 @@ MODEL_URI = f"{DOMAIN}/model-uri"
 MODEL_FORMAT = f"{DOMAIN}/model-format"
 MODEL_VERSION = f"{DOMAIN}/model-version"
 RUNTIME = f"{DOMAIN}/runtime"
+# On every child: a digest of the manifest the operator last applied (controller/client.py).
+APPLIED = f"{DOMAIN}/applied"
 
 
 def selector(md_name: str, variant: str = STABLE) -> dict[str, str]:
