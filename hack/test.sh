@@ -13,7 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 cd "$REPO_DIR"
 
 # Most of the cluster tests' time is spent waiting for analysis intervals, not computing:
-# on the 2-core CI machine 3 workers take the cluster suite from ~18 to ~N min (README).
+# on the 2-core machine 3 workers took the cluster suite from ~18 to ~9.5 min (README).
 WORKERS="${MODELDEPLOY_TEST_WORKERS:-3}"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "MODELDEPLOY_TEST_WORKERS=$WORKERS: expected a positive number"
 
