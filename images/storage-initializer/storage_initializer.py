@@ -11,7 +11,9 @@ files are moved into DEST_DIR only when it succeeds, so a failed or killed attem
 nothing behind. A download that yields no file (or only empty ones) fails.
 
 On failure it exits 1 and prints one line, also written to /dev/termination-log (the
-Kubernetes termination message) when that is writable::
+Kubernetes termination message) when that is writable. The URI's user info and query string
+(a presigned URL's signature, an Azure SAS token) are masked in that line and in every log
+line, because the operator copies the termination message into status and events::
 
     ModelFetchFailed: s3://models/iris/v9: Failed to fetch model. No model found in iris/v9.
     ModelFetchFailed: http://host/model.joblib: timed out after 600s
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,8 +70,40 @@ _PERMANENT = (
 )
 
 
+# A copy of modeldeploy.api.redact (this image is its own Docker build context and does not
+# install the operator package); tests/unit/test_redact.py checks that both mask alike.
+MASK = "***"
+SECRET_PARAMS = ("sig", "key", "apikey", "api_key", "auth", "awsaccesskeyid", "googleaccessid")
+SECRET_PARAM_PARTS = ("signature", "credential", "token", "secret", "password", "passwd")
+_URL = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)"
+    r"(?P<userinfo>(?:[^/\s@?#'\"<>:]*:(?!\d+(?:[/\s?#]|$))[^\s@?#'\"<>]*|[^/\s@?#'\"<>]*)@)?"
+    r"(?P<rest>[^\s?#'\"<>]*)"
+    r"(?P<query>\?[^\s#'\"<>)\]]*)?"
+)
+_PARAM = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9_.-]*)=(?P<value>[^&\s'\"<>)\]]+)")
+
+
+def _is_secret_param(name: str) -> bool:
+    lower = name.lower()
+    return lower in SECRET_PARAMS or any(part in lower for part in SECRET_PARAM_PARTS)
+
+
+def redact(text: str) -> str:
+    """Mask the user info and query string of every URL in ``text``, and credential
+    parameters quoted on their own."""
+    def url(m: re.Match) -> str:
+        userinfo = f"{MASK}@" if m.group("userinfo") else ""
+        return f"{m.group('scheme')}{userinfo}{m.group('rest')}" + (f"?{MASK}" if m.group("query") else "")
+
+    def param(m: re.Match) -> str:
+        return f"{m.group('name')}={MASK}" if _is_secret_param(m.group("name")) else m.group(0)
+
+    return _PARAM.sub(param, _URL.sub(url, str(text)))
+
+
 def log(message: str) -> None:
-    print(f"storage-initializer: {message}", file=sys.stderr, flush=True)
+    print(f"storage-initializer: {redact(message)}", file=sys.stderr, flush=True)
 
 
 def one_line(text: str, limit: int = 700) -> str:
@@ -77,7 +112,7 @@ def one_line(text: str, limit: int = 700) -> str:
 
 
 def fail(message: str, code: int = 1) -> None:
-    message = one_line(f"{PREFIX}: {message}", 1000)
+    message = one_line(redact(f"{PREFIX}: {message}"), 1000)
     print(message, file=sys.stderr, flush=True)
     try:
         with open(TERMINATION_LOG, "w", encoding="utf-8") as f:
@@ -158,6 +193,22 @@ def clean_stale(dest: Path) -> None:
 # ---------------------------------------------------------------- the child: one attempt
 
 
+def redact_log_handlers(logging) -> None:
+    """kserve-storage logs the URI it downloads: mask it in every handler's records."""
+
+    class Redact(logging.Filter):
+        def filter(self, record) -> bool:
+            record.msg, record.args = redact(record.getMessage()), ()
+            return True
+
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            handler.addFilter(Redact())
+
+
 def child(uri: str, out_dir: str, status_file: str) -> int:
     import logging
 
@@ -165,6 +216,7 @@ def child(uri: str, out_dir: str, status_file: str) -> int:
 
     configure_logging()
     logging.getLogger("storage").setLevel(logging.INFO)
+    redact_log_handlers(logging)
     try:
         Storage.download(uri, out_dir=out_dir)
         return 0

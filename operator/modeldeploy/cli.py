@@ -40,7 +40,7 @@ def _operator(args: argparse.Namespace) -> int:
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),
         liveness_endpoint=f"http://{args.liveness}/healthz" if args.liveness else None,
-        memo=kopf.Memo(config=config),
+        memo=kopf.Memo(config=config, workers=args.workers),
     )
     return 0
 
@@ -67,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--router-image", help="image of the canary traffic router (nginx)")
     run.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster (default: %(default)s)")
     run.add_argument("--liveness", default="0.0.0.0:8080", help="HOST:PORT of the /healthz endpoint ('' to disable)")
+    run.add_argument("--workers", type=int, default=4, help="passes run at once, on as many threads (default: %(default)s)")
     run.add_argument("--metrics", default="", help="HOST:PORT of the operator's Prometheus /metrics ('' to disable)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.add_argument("--debug", action="store_true")

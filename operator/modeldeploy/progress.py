@@ -18,7 +18,6 @@ from pydantic import ValidationError
 
 from .analysis.prometheus import variables
 from .analysis.window import Measure, Scrape, judge, measure
-from .api import conditions as c
 from .api.spec import ModelDeploymentSpec
 from .k8s import Kube
 from .k8s.prometheus import query_checks
@@ -32,6 +31,7 @@ from .rollout.variants import target_variant
 from .routing.provider import ObjectRef, Observed, Split, TrafficProvider
 from .routing.registry import provider_for
 from .routing.router import wanted_route
+from .status import rolled_out
 
 log = logging.getLogger(__name__)
 PROMOTE = f"{labels.DOMAIN}/promote"
@@ -80,14 +80,11 @@ class Windows:
                 self._windows[key] = window
 
 
-def stable_rolled_out(status: Mapping[str, Any], rev: str) -> bool:
-    """The stable Deployment runs ``rev`` and has completed rolling it out."""
+def stable_rolled_out(status: Mapping[str, Any], rev: str, deployment: Mapping[str, Any] | None) -> bool:
+    """The stable Deployment runs ``rev`` (status.stable records it once promoting) and
+    has completed rolling it out."""
     snapshot = status.get("stable")
-    done = any(
-        cond.get("type") == c.PROGRESSING and cond.get("reason") == c.ROLLOUT_COMPLETE
-        for cond in status.get("conditions") or ()
-    )
-    return snapshot is not None and revision(snapshot) == rev and done
+    return snapshot is not None and revision(snapshot) == rev and rolled_out(deployment)
 
 
 def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> Tick | None:
@@ -157,7 +154,9 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
         policy_steps(policy), state, now=now, canary_ready=canary_ready, verdict=verdict, controls=controls,
         threshold=analysis.threshold if analysis else 1, analysis=analysis is not None,
         progress_deadline=policy.progress_deadline_seconds,
-        promoted=state.phase == Phase.PROMOTING and stable_rolled_out(status, rev),
+        promoted=state.phase == Phase.PROMOTING and stable_rolled_out(
+            status, rev, kube.get("apps/v1", "Deployment", namespace, names.variant(name))
+        ),
         route_in_effect=in_effect or state.weight == 0,
     )
     return Tick(nxt, rev, result, details, now if result else None)

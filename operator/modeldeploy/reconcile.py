@@ -27,7 +27,8 @@ from .rollout.plan import TERMINAL
 from .rollout.record import changes, from_status, iso, to_status
 from .rollout.variants import Variants, decide, ended_at
 from .routing.registry import provider_for
-from .status import Event, Observed, compute_status, deployment_ready, differs, transitions
+from .api.redact import redact
+from .status import Event, Observed, compute_status, deployment_ready, rolled_out, status_patch, transitions
 
 log = logging.getLogger(__name__)
 # Analysis verdicts kept in status.rollout.analyses (the CRD allows at most 10).
@@ -196,7 +197,8 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
 
     now = time.time()
     variants = decide(spec, previous, stable_complete=False, state=tick.state if tick else None, now=now)
-    apply_error = None
+    apply_error: str | None = None
+    apply_code: int | None = None
     conflicts: list[str] = []
     applied: int | None = None
     if validated is not None:
@@ -214,44 +216,44 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
             try:
                 conflicts = apply_children(kube, target, canary)
             except ApiError as err:
-                apply_error = f"applying the serving objects failed: {err}"
+                apply_error, apply_code = f"applying the serving objects failed: {err}", err.status
         else:
             validated = None
 
     host = names.host(name, namespace, config.cluster_domain)
     served = validated is not None and apply_error is None
-    observed = Observed(
-        generation=meta.get("generation", 0),
-        problems=[str(p) for p in problems],
-        deployment=kube.get("apps/v1", "Deployment", namespace, names.variant(name)),
-        pods=kube.list("v1", "Pod", namespace, labels.selector(name)),
-        apply_error=apply_error,
-        url=f"http://{host}:{SERVICE_PORT}" if served else None,
-        host=host if served else None,
-        port=SERVICE_PORT if served else None,
-    )
-    status = compute_status(previous, observed, _now())
-    if spec.get("rollout") and variants.snapshot is None and _rolled_out(status):
+    deployment = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
+    if spec.get("rollout") and variants.snapshot is None and not problems and rolled_out(deployment):
         # The first revision is stable once it serves: record it, so later changes roll out
         # (an explicit canary starts rolling out in the same status write).
         variants = decide(spec, previous, stable_complete=True, now=now)
-    status.update(_rollout_status(previous, variants, tick, now, applied))
-    if differs(previous, status):
-        kube.patch_status(namespace, name, status, previous)
+    rollout_part = _rollout_status(previous, variants, tick, now, applied)
+    observed = Observed(
+        generation=meta.get("generation", 0),
+        problems=[str(p) for p in problems],
+        deployment=deployment,
+        pods=kube.list("v1", "Pod", namespace, labels.selector(name)),
+        apply_error=apply_error,
+        apply_error_code=apply_code,
+        url=f"http://{host}:{SERVICE_PORT}" if served else None,
+        host=host if served else None,
+        port=SERVICE_PORT if served else None,
+        rollout=rollout_part.get("rollout"),
+        canary_deployment=kube.get("apps/v1", "Deployment", namespace, names.variant(name, names.CANARY)),
+        canary_pods=kube.list("v1", "Pod", namespace, labels.selector(name, names.CANARY)),
+        conflict="; ".join(conflicts) or None,
+    )
+    status = compute_status(previous, observed, _now())
+    status.update(rollout_part)
+    patch = status_patch(previous, status)
+    if patch:
+        kube.patch_status(namespace, name, patch)
         for event in transitions(previous, status) + _rollout_events(previous, status):
             try:
-                kube.post_event(body, event.type, event.reason, event.message)
+                kube.post_event(body, event.type, event.reason, redact(event.message))
             except ApiError as err:
                 log.warning("could not post event %s on %s/%s: %s", event.reason, namespace, name, err)
     if apply_error:
         raise ReconcileError(apply_error)
     return status
 
-
-def _rolled_out(status: Mapping[str, Any]) -> bool:
-    by_type = {cond["type"]: cond for cond in status.get("conditions") or ()}
-    return (
-        by_type.get(c.PROGRESSING, {}).get("reason") == c.ROLLOUT_COMPLETE
-        and by_type.get(c.AVAILABLE, {}).get("status") == c.TRUE
-        and "model" in status
-    )

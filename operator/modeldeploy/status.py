@@ -7,12 +7,15 @@ transitions so they are sent once per transition, never once per pass.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .api import conditions as c
+from .api.redact import redact
 from .render import labels
+from .rollout.plan import ACTIVE, Phase
 
 Status = dict[str, Any]
 # The Deployment controller's Progressing reason once a rollout has completed.
@@ -21,7 +24,15 @@ NEW_REPLICA_SET_AVAILABLE = "NewReplicaSetAvailable"
 
 @dataclass(frozen=True)
 class Observed:
-    """What one reconcile pass saw and did."""
+    """What one reconcile pass saw and did.
+
+    ``rollout``: status.rollout as this pass writes it (phase, step, weight, message,
+    retiring); ``canary_deployment`` / ``canary_pods``: the canary variant's Deployment and
+    pods; ``conflict``: why a child could not be applied because an object this
+    ModelDeployment does not own holds its name; ``apply_error_code``: the HTTP status of
+    the failed apply (0 or None: no response), which tells a retryable error from one that
+    needs a change (Stalled).
+    """
 
     generation: int
     problems: Sequence[str] = ()
@@ -31,6 +42,11 @@ class Observed:
     url: str | None = None
     host: str | None = None
     port: int | None = None
+    rollout: Mapping[str, Any] | None = None
+    canary_deployment: Mapping[str, Any] | None = None
+    canary_pods: Sequence[Mapping[str, Any]] = ()
+    conflict: str | None = None
+    apply_error_code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,9 @@ class Event:
 
 
 def condition(type_: str, status: str, reason: str, message: str, generation: int) -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": reason, "message": message, "observedGeneration": generation}
+    """One condition; its message is redacted, since parts of it come from pods, the
+    Deployment controller and the API server and may quote a URL with a credential."""
+    return {"type": type_, "status": status, "reason": reason, "message": redact(message), "observedGeneration": generation}
 
 
 def _deployment_condition(deployment: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
@@ -138,62 +156,167 @@ def pod_issue(pods: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
     return None
 
 
-def _conditions(observed: Observed, counts: Mapping[str, int]) -> list[dict[str, Any]]:
+# Apply errors a retry cannot fix: the request itself is refused (403 RBAC, 404 a kind the
+# cluster does not serve, 422 invalid). Timeouts, conflicts, throttling and 5xx are retried.
+_RETRYABLE_CODES = (408, 409, 429)
+FAILED_CREATE = "FailedCreate"
+
+
+def create_failure(deployment: Mapping[str, Any] | None) -> str | None:
+    """The API server's refusal to create the Deployment's pods, or None.
+
+    The ReplicaSet controller sets ReplicaFailure (reason FailedCreate, the API's message)
+    when a pod create is refused, and the Deployment controller copies it into the
+    Deployment's conditions; no pod exists to say why, so this is the only trace.
+    https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#failed-deployment
+    """
+    cond = _deployment_condition(deployment or {}, "ReplicaFailure")
+    if cond.get("status") == c.TRUE and cond.get("reason") == FAILED_CREATE:
+        return cond.get("message") or "the API server refused to create the pods"
+    return None
+
+
+def _rollout_phase(observed: Observed) -> str | None:
+    return (observed.rollout or {}).get("phase")
+
+
+def _rollout_message(rollout: Mapping[str, Any]) -> str:
+    step, weight = rollout.get("step"), rollout.get("weight", 0)
+    where = f"step {step + 1}, " if isinstance(step, int) else ""
+    return f"canary rollout {rollout.get('phase', '').lower()} ({where}canary weight {weight}%): {rollout.get('message') or ''}".rstrip(": ")
+
+
+def _invalid_spec(observed: Observed) -> dict[str, Any]:
+    if observed.problems:
+        return condition(c.INVALID_SPEC, c.TRUE, c.SPEC_INVALID, "; ".join(observed.problems), observed.generation)
+    return condition(c.INVALID_SPEC, c.FALSE, c.SPEC_VALID, "spec is valid", observed.generation)
+
+
+def _available(observed: Observed, counts: Mapping[str, int], serving: str) -> dict[str, Any]:
     gen, dep = observed.generation, observed.deployment
-    invalid = bool(observed.problems)
-    out = [
-        condition(c.INVALID_SPEC, c.TRUE, c.SPEC_INVALID, "; ".join(observed.problems), gen)
-        if invalid
-        else condition(c.INVALID_SPEC, c.FALSE, c.SPEC_VALID, "spec is valid", gen)
-    ]
-
-    serving = f"{counts['readyReplicas']} of {counts['desiredReplicas']} pods have the model loaded"
-    issue = pod_issue(observed.pods)
+    issue, refused = pod_issue(observed.pods), create_failure(dep)
     if dep is None:
-        available = condition(c.AVAILABLE, c.FALSE, c.DEPLOYMENT_MISSING, "no serving Deployment yet", gen)
-    elif counts["desiredReplicas"] == 0:
-        available = condition(c.AVAILABLE, c.FALSE, c.SCALED_TO_ZERO, "replicas is 0", gen)
-    elif counts["readyReplicas"] > 0 and _deployment_condition(dep, "Available").get("status") == c.TRUE:
-        available = condition(c.AVAILABLE, c.TRUE, c.MINIMUM_REPLICAS_AVAILABLE, serving, gen)
-    elif issue:
-        available = condition(c.AVAILABLE, c.FALSE, issue[0], f"{serving}; {issue[1]}", gen)
-    else:
-        available = condition(c.AVAILABLE, c.FALSE, c.MINIMUM_REPLICAS_UNAVAILABLE, serving, gen)
-    out.append(available)
+        return condition(c.AVAILABLE, c.FALSE, c.DEPLOYMENT_MISSING, "no serving Deployment yet", gen)
+    if counts["desiredReplicas"] == 0:
+        return condition(c.AVAILABLE, c.FALSE, c.SCALED_TO_ZERO, "replicas is 0", gen)
+    if counts["readyReplicas"] > 0 and _deployment_condition(dep, "Available").get("status") == c.TRUE:
+        return condition(c.AVAILABLE, c.TRUE, c.MINIMUM_REPLICAS_AVAILABLE, serving, gen)
+    if refused:
+        return condition(c.AVAILABLE, c.FALSE, c.POD_CREATE_FAILED, f"{serving}; the API refused to create pods: {refused}", gen)
+    if issue:
+        return condition(c.AVAILABLE, c.FALSE, issue[0], f"{serving}; {issue[1]}", gen)
+    return condition(c.AVAILABLE, c.FALSE, c.MINIMUM_REPLICAS_UNAVAILABLE, serving, gen)
 
+
+_ROLLOUT_ENDED = {Phase.ROLLED_BACK.value: c.ROLLOUT_ROLLED_BACK, Phase.FAILED.value: c.ROLLOUT_FAILED}
+_ACTIVE = {p.value for p in ACTIVE}
+
+
+def _progressing(observed: Observed, counts: Mapping[str, int], serving: str) -> dict[str, Any]:
+    """True while stable's Deployment rolls out or a canary rollout is active."""
+    gen, dep, rollout = observed.generation, observed.deployment, observed.rollout or {}
     deadline = _deployment_condition(dep or {}, "Progressing")
-    if invalid:
-        progressing = condition(c.PROGRESSING, c.FALSE, c.WAITING_FOR_VALID_SPEC, "the latest spec is invalid", gen)
-    elif dep is None:
-        progressing = condition(c.PROGRESSING, c.TRUE, c.ROLLOUT_IN_PROGRESS, "creating the serving Deployment", gen)
-    elif deadline.get("reason") == c.PROGRESS_DEADLINE_EXCEEDED:
-        progressing = condition(c.PROGRESSING, c.FALSE, c.PROGRESS_DEADLINE_EXCEEDED, deadline.get("message", ""), gen)
-    elif _rolling_out(dep, counts):
-        progressing = condition(
-            c.PROGRESSING, c.TRUE, c.ROLLOUT_IN_PROGRESS,
-            f"{counts['updatedReplicas']} of {counts['desiredReplicas']} pods updated, {serving}", gen,
-        )
-    else:
-        progressing = condition(c.PROGRESSING, c.FALSE, c.ROLLOUT_COMPLETE, "all pods run the latest spec", gen)
-    out.append(progressing)
+    if observed.problems:
+        return condition(c.PROGRESSING, c.FALSE, c.WAITING_FOR_VALID_SPEC, "the latest spec is invalid", gen)
+    if dep is None:
+        return condition(c.PROGRESSING, c.TRUE, c.ROLLOUT_IN_PROGRESS, "creating the serving Deployment", gen)
+    if deadline.get("reason") == c.PROGRESS_DEADLINE_EXCEEDED:
+        return condition(c.PROGRESSING, c.FALSE, c.PROGRESS_DEADLINE_EXCEEDED, deadline.get("message", ""), gen)
+    if rollout.get("phase") in _ACTIVE:
+        return condition(c.PROGRESSING, c.TRUE, c.ROLLOUT_IN_PROGRESS, _rollout_message(rollout), gen)
+    if _rolling_out(dep, counts):
+        message = f"{counts['updatedReplicas']} of {counts['desiredReplicas']} pods updated, {serving}"
+        return condition(c.PROGRESSING, c.TRUE, c.ROLLOUT_IN_PROGRESS, message, gen)
+    if rollout.get("phase") in _ROLLOUT_ENDED:
+        return condition(c.PROGRESSING, c.FALSE, _ROLLOUT_ENDED[rollout["phase"]], rollout.get("message") or "", gen)
+    return condition(c.PROGRESSING, c.FALSE, c.ROLLOUT_COMPLETE, "all pods run the latest spec", gen)
 
+
+def _canary_not_serving(observed: Observed) -> tuple[str, str] | None:
+    """Why the canary of an active rollout cannot serve: pods refused, or a pod issue."""
+    refused = create_failure(observed.canary_deployment)
+    if refused:
+        return c.POD_CREATE_FAILED, f"the canary's pods cannot be created: {refused}"
+    issue = pod_issue(observed.canary_pods)
+    return (issue[0], f"the canary is not serving: {issue[1]}") if issue else None
+
+
+def _ready(observed: Observed, available: Mapping[str, Any], progressing: Mapping[str, Any]) -> dict[str, Any]:
+    """True only when the latest spec is fully rolled out and serving; else the first
+    reason that keeps it from being so."""
+    gen, rollout = observed.generation, observed.rollout or {}
+    keeps = "; the previous revision keeps serving" if available["status"] == c.TRUE else ""
+    refused = create_failure(observed.deployment)
     unfinished = progressing["status"] == c.TRUE or progressing["reason"] == c.PROGRESS_DEADLINE_EXCEEDED
+    issue = pod_issue(observed.pods)
+    if observed.conflict:
+        return condition(c.READY, c.FALSE, c.CHILD_CONFLICT, observed.conflict, gen)
     if observed.apply_error:
-        ready = condition(c.READY, c.FALSE, c.APPLY_FAILED, observed.apply_error, gen)
-    elif invalid:
-        keeps = "; the previous revision keeps serving" if available["status"] == c.TRUE else ""
-        ready = condition(c.READY, c.FALSE, c.SPEC_INVALID, f"the latest spec is invalid{keeps}", gen)
-    elif available["status"] != c.TRUE:
-        ready = condition(c.READY, c.FALSE, available["reason"], available["message"], gen)
-    elif unfinished and issue:
+        return condition(c.READY, c.FALSE, c.APPLY_FAILED, observed.apply_error, gen)
+    if observed.problems:
+        return condition(c.READY, c.FALSE, c.SPEC_INVALID, f"the latest spec is invalid{keeps}", gen)
+    if available["status"] != c.TRUE:
+        return condition(c.READY, c.FALSE, available["reason"], available["message"], gen)
+    if refused:
+        return condition(c.READY, c.FALSE, c.POD_CREATE_FAILED, f"the API refused to create pods: {refused}", gen)
+    if rollout.get("phase") in _ACTIVE:
+        canary = _canary_not_serving(observed)
+        if canary:
+            return condition(c.READY, c.FALSE, canary[0], f"{canary[1]}{keeps}", gen)
+        return condition(c.READY, c.FALSE, c.ROLLOUT_IN_PROGRESS, _rollout_message(rollout), gen)
+    if unfinished and issue:
         # A new revision that cannot serve: the old one keeps the traffic, the reason is shown.
-        ready = condition(c.READY, c.FALSE, issue[0], f"the new revision is not serving: {issue[1]}", gen)
-    elif unfinished:
-        ready = condition(c.READY, c.FALSE, progressing["reason"], progressing["message"], gen)
-    else:
-        ready = condition(c.READY, c.TRUE, c.SERVING, serving, gen)
-    out.append(ready)
-    return out
+        return condition(c.READY, c.FALSE, issue[0], f"the new revision is not serving: {issue[1]}", gen)
+    if unfinished:
+        return condition(c.READY, c.FALSE, progressing["reason"], progressing["message"], gen)
+    if rollout.get("phase") in _ROLLOUT_ENDED:
+        message = f"the rollout of the latest spec ended {rollout['phase']}: {rollout.get('message') or ''}".rstrip(": ")
+        return condition(c.READY, c.FALSE, _ROLLOUT_ENDED[rollout["phase"]], f"{message}{keeps}", gen)
+    return condition(c.READY, c.TRUE, c.SERVING, available["message"], gen)
+
+
+def _stalled(observed: Observed, progressing: Mapping[str, Any], ready: Mapping[str, Any]) -> dict[str, Any]:
+    """True when the operator cannot progress without a change by someone: an invalid
+    spec, a child name taken by another object, an apply the API refuses (4xx but 408,
+    409, 429), the Deployment's progress deadline exceeded, a rollout of the latest spec
+    rolled back or failed. Pod issues are not: they can clear on their own (an object
+    uploaded, a node added), and pods are retried by the kubelet."""
+    gen, code = observed.generation, observed.apply_error_code or 0
+    if observed.conflict:
+        return condition(c.STALLED, c.TRUE, c.CHILD_CONFLICT, observed.conflict, gen)
+    if observed.apply_error and 400 <= code < 500 and code not in _RETRYABLE_CODES:
+        return condition(c.STALLED, c.TRUE, c.APPLY_FAILED, observed.apply_error, gen)
+    if observed.problems:
+        return condition(c.STALLED, c.TRUE, c.SPEC_INVALID, "; ".join(observed.problems), gen)
+    if progressing["reason"] in (c.PROGRESS_DEADLINE_EXCEEDED, c.ROLLOUT_ROLLED_BACK, c.ROLLOUT_FAILED):
+        return condition(c.STALLED, c.TRUE, progressing["reason"], progressing["message"], gen)
+    if ready["reason"] in (c.ROLLOUT_ROLLED_BACK, c.ROLLOUT_FAILED):
+        return condition(c.STALLED, c.TRUE, ready["reason"], ready["message"], gen)
+    done = ready["status"] == c.TRUE or ready["reason"] == c.SCALED_TO_ZERO
+    return condition(c.STALLED, c.FALSE, c.RECONCILED if done else c.MAKING_PROGRESS, "nothing needs a change to progress", gen)
+
+
+def _reconciling(ready: Mapping[str, Any], stalled: Mapping[str, Any], gen: int) -> dict[str, Any]:
+    """True while the operator works toward the latest spec: whenever Ready is False and
+    nothing stalls it (kstatus reads a resource with neither Reconciling nor Stalled True
+    as Current). Scaled to zero is a spec reached, not work left."""
+    if stalled["status"] == c.TRUE:
+        return condition(c.RECONCILING, c.FALSE, stalled["reason"], "stalled: " + stalled["message"], gen)
+    if ready["status"] == c.TRUE:
+        return condition(c.RECONCILING, c.FALSE, c.RECONCILED, "the latest spec is rolled out and serving", gen)
+    if ready["reason"] == c.SCALED_TO_ZERO:
+        return condition(c.RECONCILING, c.FALSE, c.SCALED_TO_ZERO, ready["message"], gen)
+    return condition(c.RECONCILING, c.TRUE, ready["reason"], ready["message"], gen)
+
+
+def _conditions(observed: Observed, counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    serving = f"{counts['readyReplicas']} of {counts['desiredReplicas']} pods have the model loaded"
+    available = _available(observed, counts, serving)
+    progressing = _progressing(observed, counts, serving)
+    ready = _ready(observed, available, progressing)
+    stalled = _stalled(observed, progressing, ready)
+    reconciling = _reconciling(ready, stalled, observed.generation)
+    return [_invalid_spec(observed), available, progressing, ready, reconciling, stalled]
 
 
 def _keep_transition_times(new: Iterable[dict[str, Any]], old: Iterable[Mapping[str, Any]], now: str) -> list[dict[str, Any]]:
@@ -207,16 +330,35 @@ def _keep_transition_times(new: Iterable[dict[str, Any]], old: Iterable[Mapping[
 
 
 def phase(conditions: Iterable[Mapping[str, Any]], ever_available: bool) -> str:
+    """The summary of the conditions: Failed exactly when Stalled (without a Stalled
+    condition, as written by older operators: InvalidSpec or a progress deadline)."""
     by_type = {cond["type"]: cond for cond in conditions}
-    if by_type[c.INVALID_SPEC]["status"] == c.TRUE:
+    stalled = by_type.get(c.STALLED)
+    if stalled is not None and stalled["status"] == c.TRUE:
         return c.PHASE_FAILED
-    if by_type[c.PROGRESSING]["reason"] == c.PROGRESS_DEADLINE_EXCEEDED:
+    if stalled is None and (
+        by_type[c.INVALID_SPEC]["status"] == c.TRUE or by_type[c.PROGRESSING]["reason"] == c.PROGRESS_DEADLINE_EXCEEDED
+    ):
         return c.PHASE_FAILED
     if by_type[c.READY]["status"] == c.TRUE:
         return c.PHASE_READY
     if by_type[c.PROGRESSING]["status"] == c.TRUE:
         return c.PHASE_PROGRESSING
     return c.PHASE_DEGRADED if ever_available else c.PHASE_PENDING
+
+
+def rolled_out(deployment: Mapping[str, Any] | None) -> bool:
+    """The stable Deployment's latest template has completed its rollout and serves:
+    what the pods run is then the model to report (and, before status.stable exists, the
+    revision to record as stable)."""
+    if not deployment:
+        return False
+    counts = _replicas(deployment)
+    return (
+        not _rolling_out(deployment, counts)
+        and counts["readyReplicas"] > 0
+        and _deployment_condition(deployment, "Available").get("status") == c.TRUE
+    )
 
 
 def _serving_model(deployment: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,8 +380,7 @@ def compute_status(previous: Mapping[str, Any], observed: Observed, now: str) ->
     by_type = {cond["type"]: cond for cond in conditions}
     status: Status = {"observedGeneration": observed.generation, "conditions": conditions, **counts}
     # The model actually serving changes only once a rollout of it has completed.
-    complete = by_type[c.PROGRESSING]["reason"] == c.ROLLOUT_COMPLETE and by_type[c.AVAILABLE]["status"] == c.TRUE
-    if complete and observed.deployment is not None:
+    if observed.deployment is not None and not observed.problems and rolled_out(observed.deployment):
         status["model"] = _serving_model(observed.deployment)
     elif previous.get("model"):
         status["model"] = dict(previous["model"])
@@ -253,16 +394,22 @@ def compute_status(previous: Mapping[str, Any], observed: Observed, now: str) ->
     return status
 
 
+_SUMMARIES = (c.RECONCILING, c.STALLED)
 _BAD = {
     (c.INVALID_SPEC, c.TRUE), (c.READY, c.FALSE), (c.AVAILABLE, c.FALSE), (c.PROGRESSING, c.FALSE),
 }
 
 
 def transitions(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[Event]:
-    """One event per condition whose status or reason changed (InvalidSpec: also message)."""
+    """One event per condition whose status or reason changed (InvalidSpec: also message).
+
+    Reconciling and Stalled summarise the other conditions, and a rollout's end has its own
+    ``Rollout<Phase>`` event: neither repeats what an event already says."""
     before = {cond.get("type"): cond for cond in previous.get("conditions") or ()}
     events = []
     for cond in current.get("conditions") or ():
+        if cond["type"] in _SUMMARIES or cond["reason"] in _ROLLOUT_ENDED.values():
+            continue
         old = before.get(cond["type"], {})
         key = ("status", "reason", "message") if cond["type"] == c.INVALID_SPEC else ("status", "reason")
         if all(old.get(k) == cond.get(k) for k in key):
@@ -282,3 +429,63 @@ def transitions(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list
 
 def differs(previous: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     return {k: v for k, v in previous.items() if k != "kopf"} != dict(current)
+
+
+# Kopf's own bookkeeping in status; the operator's patches never touch it.
+KOPF = "kopf"
+
+
+def _diff(old: Any, new: Any) -> Any:
+    """The merge patch turning ``old`` into ``new``, or _SAME when they are equal."""
+    if old == new:
+        return _SAME
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return copy.deepcopy(new)
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        sub = _diff(old[key], value) if key in old else copy.deepcopy(value)
+        if sub is not _SAME:
+            patch[key] = sub
+    return patch
+
+
+_SAME = object()
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` as the API server stores it after a merge patch: no None anywhere in a
+    mapping (a null deletes the key), so a None in status is never sent pass after pass."""
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def status_patch(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) of status that turns ``previous`` into ``current``.
+
+    A merge patch keeps every key it does not mention, so a key that is gone now must be
+    sent as null at whatever depth it sits: ``status.rollout.stepRoutedAt`` of an earlier
+    step must be deleted, not left for the next step to read. Lists are replaced whole,
+    unchanged subtrees are left out, and Kopf's ``kopf`` key is never touched. ``{}`` means
+    nothing to write. A None value in ``current`` means "absent" (merge patch cannot say
+    anything else). https://www.rfc-editor.org/rfc/rfc7386
+    """
+    old = {k: v for k, v in previous.items() if k != KOPF}
+    new = _without_none({k: v for k, v in current.items() if k != KOPF})
+    patch = _diff(old, new)
+    return {} if patch is _SAME else patch
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 MergePatch(target, patch): null deletes, objects merge recursively,
+    anything else (lists included) replaces. What the API server does with a
+    ``application/merge-patch+json`` body; test fakes use it to behave the same."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = apply_merge_patch(result.get(key), value)
+    return result

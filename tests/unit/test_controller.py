@@ -16,6 +16,7 @@ from modeldeploy.controller.client import CachedClient, project
 from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.workers import Result, Workers
 from modeldeploy.k8s import ApiError, ChildConflict
+from modeldeploy.status import apply_merge_patch, status_patch
 
 pytestmark = pytest.mark.core
 
@@ -169,11 +170,12 @@ class Api:
         self.objects[(manifest["kind"], manifest["metadata"]["name"])] = answer
         return copy.deepcopy(answer)
 
-    def patch_status(self, namespace: str, name: str, status: dict, previous: dict) -> dict[str, Any]:
+    def patch_status(self, namespace: str, name: str, patch: dict) -> dict[str, Any]:
         self.calls.append(("patch_status", name))
         self.rv += 1
         return {"kind": "ModelDeployment", "metadata": {"name": name, "namespace": namespace,
-                                                          "resourceVersion": str(self.rv)}, "status": status}
+                                                          "resourceVersion": str(self.rv)},
+                "status": apply_merge_patch({"phase": "Pending", "old": 1}, patch)}
 
 
 OWNER = [{"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "name": "iris", "uid": "md-uid",
@@ -229,7 +231,7 @@ def test_a_status_write_goes_into_the_cache_at_once():
     api, cache = Api(), Cache()
     cache.put({"kind": "ModelDeployment", "metadata": {"name": "iris", "namespace": "ml", "resourceVersion": "1"},
                "status": {"phase": "Pending"}})
-    CachedClient(api, cache).patch_status("ml", "iris", {"phase": "Ready"}, {"phase": "Pending"})
+    CachedClient(api, cache).patch_status("ml", "iris", status_patch({"phase": "Pending", "old": 1}, {"phase": "Ready"}))
     assert cache.get("ModelDeployment", "ml", "iris")["status"] == {"phase": "Ready"}
 
 

@@ -19,6 +19,7 @@ from modeldeploy.rollout import Phase, RolloutState
 from modeldeploy.rollout.record import iso, revision, to_status
 from modeldeploy.rollout.variants import RETIRE_SECONDS, decide, target_variant, variant_of
 from modeldeploy.routing.registry import provider_named
+from modeldeploy.status import apply_merge_patch, status_patch
 
 pytestmark = pytest.mark.canary
 
@@ -239,8 +240,9 @@ class FakeKube:
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self.objects.pop((kind, name), None)
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any], previous: dict[str, Any]) -> None:
-        self.status = copy.deepcopy(status)
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A merge patch, as the API server applies it."""
+        self.status = apply_merge_patch(self.status or {}, patch)
 
     def post_event(self, involved: Any, type_: str, reason: str, message: str) -> None:
         pass
@@ -269,7 +271,10 @@ def test_reconcile_records_spec_model_as_stable_then_renders_the_canary():
     deployments = _deployments(kube)
     assert deployments["iris-stable"] == (V1["uri"], 3)
     assert deployments["iris-canary"] == (V2["uri"], 1)
-    assert kube.status["rollout"]["weight"] == 50 and kube.status["stable"] == STABLE_V1
+    # As the API server stores it: a merge patch cannot keep a null (runtime: None is absent).
+    assert kube.status["rollout"]["weight"] == 50 and kube.status["stable"] == {"model": V1}
+    # and a pass over what was stored writes nothing more.
+    assert status_patch(kube.status, reconcile(kube, config, _body(spec, kube.status))) == {}
 
 
 # --- the analysis loop -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from modeldeploy.reconcile import ReconcileError, reconcile
 from modeldeploy.render import labels
 from modeldeploy.rollout.variants import RETIRE_SECONDS
 from modeldeploy.routing import gateway, istio
+from modeldeploy.status import apply_merge_patch
 
 pytestmark = pytest.mark.canary
 
@@ -63,8 +64,9 @@ class Cluster:
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self.objects.pop((kind, name), None)
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any], previous: dict[str, Any]) -> None:
-        self.md["status"] = copy.deepcopy(status)
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A merge patch, as the API server applies it."""
+        self.md["status"] = apply_merge_patch(self.md.get("status") or {}, patch)
 
     def post_event(self, involved: Any, type_: str, reason: str, message: str) -> None:
         pass

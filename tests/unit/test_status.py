@@ -215,3 +215,182 @@ def test_broken_new_revision_while_old_one_serves():
     assert conds(status)[c.READY]["reason"] == c.MODEL_LOAD_FAILED
     assert "new revision" in conds(status)[c.READY]["message"]
     assert status["model"]["version"] == "v1"
+
+
+# ---------------------------------------------------------------- truthful status (issue 9)
+
+def rollout(phase, *, step=0, weight=5, message="step 1 of 3", **extra):
+    return {"revision": "r2", "phase": phase, "step": step, "weight": weight, "message": message, **extra}
+
+
+def serving_status():
+    return compute_status({}, Observed(generation=1, deployment=deployment(uri="s3://m/v1", version="v1")), T0)
+
+
+@pytest.mark.parametrize("phase_", ["Progressing", "Paused", "Promoting"])
+def test_ready_is_false_while_a_canary_rollout_is_active(phase_):
+    """kubectl wait --for=condition=Ready returned mid-rollout: Ready turned True on stable alone."""
+    status = compute_status(serving_status(), Observed(
+        generation=2, deployment=deployment(uri="s3://m/v1", version="v1"),
+        rollout=rollout(phase_, step=1, weight=33, message="step 2 of 3"),
+    ), T1)
+    cs = conds(status)
+    assert cs[c.READY]["status"] == c.FALSE and cs[c.READY]["reason"] == c.ROLLOUT_IN_PROGRESS
+    assert "step 2" in cs[c.READY]["message"] and "33%" in cs[c.READY]["message"] and "step 2 of 3" in cs[c.READY]["message"]
+    assert cs[c.AVAILABLE]["status"] == c.TRUE
+    assert cs[c.PROGRESSING]["status"] == c.TRUE and cs[c.PROGRESSING]["reason"] == c.ROLLOUT_IN_PROGRESS
+    assert cs[c.RECONCILING]["status"] == c.TRUE and cs[c.STALLED]["status"] == c.FALSE
+    assert status["phase"] == c.PHASE_PROGRESSING
+    assert status["model"]["version"] == "v1"
+
+
+@pytest.mark.parametrize("phase_,reason", [("RolledBack", c.ROLLOUT_ROLLED_BACK), ("Failed", c.ROLLOUT_FAILED)])
+def test_a_rollout_that_ended_without_promotion_is_not_ready_and_stalled(phase_, reason):
+    ended = rollout(phase_, weight=0, message="rolled back: analysis failed 2 times: success rate 0.5 < 0.99", retiring=True)
+    status = compute_status(serving_status(), Observed(generation=2, deployment=deployment(uri="s3://m/v1"), rollout=ended), T1)
+    cs = conds(status)
+    assert cs[c.READY]["status"] == c.FALSE and cs[c.READY]["reason"] == reason
+    assert "success rate 0.5" in cs[c.READY]["message"] and "keeps serving" in cs[c.READY]["message"]
+    assert cs[c.AVAILABLE]["status"] == c.TRUE
+    assert cs[c.STALLED]["status"] == c.TRUE and cs[c.STALLED]["reason"] == reason
+    assert cs[c.RECONCILING]["status"] == c.FALSE
+    assert status["phase"] == c.PHASE_FAILED
+    # The rollout's own RolloutRolledBack/RolloutFailed event says it; no second event.
+    assert all(e.reason != reason for e in transitions(serving_status(), status))
+
+
+def test_a_succeeded_rollout_follows_the_normal_rules():
+    done = rollout("Succeeded", weight=0, message="canary promoted to stable", retiring=True)
+    promoting = deployment(updated=1, total=3, uri="s3://m/v2", version="v2", progressing_reason="ReplicaSetUpdated")
+    status = compute_status(serving_status(), Observed(generation=2, deployment=promoting, rollout=done), T1)
+    assert conds(status)[c.READY]["reason"] == c.ROLLOUT_IN_PROGRESS and conds(status)[c.RECONCILING]["status"] == c.TRUE
+    finished = compute_status(status, Observed(generation=2, deployment=deployment(uri="s3://m/v2", version="v2"), rollout=done), T1)
+    cs = conds(finished)
+    assert cs[c.READY]["status"] == c.TRUE and cs[c.STALLED]["status"] == c.FALSE and cs[c.RECONCILING]["status"] == c.FALSE
+    assert finished["phase"] == c.PHASE_READY and finished["model"]["version"] == "v2"
+
+
+@pytest.mark.parametrize("pods,reason", [
+    ([pod(init=FETCH_FAILED)], c.MODEL_FETCH_FAILED),
+    ([pod(main=LOAD_FAILED)], c.MODEL_LOAD_FAILED),
+    ([pod(main={"state": {"waiting": {"reason": "ImagePullBackOff"}}})], c.IMAGE_MISSING),
+    ([pod(scheduled={"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"})], c.UNSCHEDULABLE),
+])
+def test_canary_pod_issues_show_in_ready_during_a_rollout(pods, reason):
+    status = compute_status(serving_status(), Observed(
+        generation=2, deployment=deployment(uri="s3://m/v1"), rollout=rollout("Progressing", weight=0),
+        canary_deployment=deployment(ready=0, available=0, available_cond="False"), canary_pods=pods,
+    ), T1)
+    cs = conds(status)
+    assert cs[c.READY]["reason"] == reason and "the canary is not serving" in cs[c.READY]["message"]
+    assert cs[c.AVAILABLE]["status"] == c.TRUE
+    assert any(e.type == "Warning" and e.reason == reason for e in transitions(serving_status(), status))
+
+
+def test_canary_pods_outside_a_rollout_are_ignored():
+    done = rollout("Succeeded", weight=0, retiring=True)
+    status = compute_status(serving_status(), Observed(
+        generation=2, deployment=deployment(uri="s3://m/v1"), rollout=done, canary_pods=[pod(init=FETCH_FAILED)],
+    ), T1)
+    assert conds(status)[c.READY]["status"] == c.TRUE
+
+
+def refused(dep, message):
+    dep["status"]["conditions"].append({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message})
+    return dep
+
+
+POD_SECURITY = 'pods "iris-stable-5d8f-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'
+
+
+def test_pods_the_api_refuses_to_create_are_named():
+    """Pods refused by the API server showed as a silent MinimumReplicasUnavailable."""
+    dep = refused(deployment(ready=0, available=0, updated=0, total=0, available_cond="False", progressing_reason="ReplicaSetUpdated"), POD_SECURITY)
+    status = compute_status({}, Observed(generation=1, deployment=dep), T0)
+    cs = conds(status)
+    assert cs[c.AVAILABLE]["reason"] == c.POD_CREATE_FAILED and "violates PodSecurity" in cs[c.AVAILABLE]["message"]
+    assert cs[c.READY]["reason"] == c.POD_CREATE_FAILED and "violates PodSecurity" in cs[c.READY]["message"]
+    assert cs[c.RECONCILING]["status"] == c.TRUE
+    assert any(e.type == "Warning" and e.reason == c.POD_CREATE_FAILED for e in transitions({}, status))
+
+
+def test_a_refused_scale_up_keeps_available_and_clears_ready():
+    dep = refused(deployment(desired=3, ready=2, updated=2, available=2), 'exceeded quota: compute, requested: cpu=1')
+    status = compute_status(serving_status(), Observed(generation=1, deployment=dep), T1)
+    cs = conds(status)
+    assert cs[c.AVAILABLE]["status"] == c.TRUE
+    assert cs[c.READY]["reason"] == c.POD_CREATE_FAILED and "exceeded quota" in cs[c.READY]["message"]
+
+
+def test_canary_pods_the_api_refuses_are_named():
+    canary = refused(deployment(ready=0, available=0, updated=0, total=0, available_cond="False"), 'serviceaccount "missing" not found')
+    status = compute_status(serving_status(), Observed(
+        generation=2, deployment=deployment(uri="s3://m/v1"), rollout=rollout("Progressing", weight=0), canary_deployment=canary,
+    ), T1)
+    cs = conds(status)
+    assert cs[c.READY]["reason"] == c.POD_CREATE_FAILED and "canary" in cs[c.READY]["message"]
+    assert 'serviceaccount "missing" not found' in cs[c.READY]["message"]
+    assert cs[c.AVAILABLE]["status"] == c.TRUE
+
+
+def test_a_child_conflict_is_not_ready_and_stalled():
+    conflict = "Service ml/iris exists and is not owned by this ModelDeployment"
+    status = compute_status(serving_status(), Observed(generation=1, deployment=deployment(), conflict=conflict), T1)
+    cs = conds(status)
+    assert cs[c.READY]["reason"] == c.CHILD_CONFLICT and cs[c.READY]["message"] == conflict
+    assert cs[c.STALLED]["status"] == c.TRUE and cs[c.STALLED]["reason"] == c.CHILD_CONFLICT
+    assert status["phase"] == c.PHASE_FAILED
+    assert any(e.type == "Warning" and e.reason == c.CHILD_CONFLICT for e in transitions(serving_status(), status))
+
+
+@pytest.mark.parametrize("code,stalled", [(403, True), (404, True), (422, True), (409, False), (429, False), (500, False), (0, False), (None, False)])
+def test_apply_errors_stall_only_when_a_retry_cannot_fix_them(code, stalled):
+    status = compute_status({}, Observed(generation=1, deployment=deployment(), apply_error="applying failed", apply_error_code=code), T0)
+    cs = conds(status)
+    assert cs[c.READY]["reason"] == c.APPLY_FAILED
+    assert (cs[c.STALLED]["status"] == c.TRUE) is stalled
+    assert (cs[c.RECONCILING]["status"] == c.TRUE) is (not stalled)
+
+
+@pytest.mark.parametrize("observed,reconciling,stalled", [
+    (Observed(generation=4, deployment=deployment()), c.FALSE, c.FALSE),
+    (Observed(generation=4), c.TRUE, c.FALSE),
+    (Observed(generation=4, deployment=deployment(updated=1, total=3, progressing_reason="ReplicaSetUpdated")), c.TRUE, c.FALSE),
+    (Observed(generation=4, deployment=deployment(ready=0, available=0, available_cond="False")), c.TRUE, c.FALSE),
+    (Observed(generation=4, deployment=deployment(desired=0, ready=0, updated=0, available=0)), c.FALSE, c.FALSE),
+    (Observed(generation=4, deployment=deployment(), problems=["spec.x: bad"]), c.FALSE, c.TRUE),
+    (Observed(generation=4, deployment=deployment(updated=1, total=3, progressing_reason=c.PROGRESS_DEADLINE_EXCEEDED)), c.FALSE, c.TRUE),
+])
+def test_kstatus_conditions(observed, reconciling, stalled):
+    status = compute_status({}, observed, T0)
+    cs = conds(status)
+    assert (cs[c.RECONCILING]["status"], cs[c.STALLED]["status"]) == (reconciling, stalled)
+    assert cs[c.RECONCILING]["observedGeneration"] == cs[c.STALLED]["observedGeneration"] == status["observedGeneration"] == 4
+    # Phase and Stalled agree: Failed exactly when Stalled.
+    assert (status["phase"] == c.PHASE_FAILED) is (stalled == c.TRUE)
+    # Reconciling and Stalled are never both True; Ready True implies both False.
+    assert not (reconciling == stalled == c.TRUE)
+    if cs[c.READY]["status"] == c.TRUE:
+        assert reconciling == stalled == c.FALSE
+
+
+def test_kstatus_transition_times_are_kept_and_no_summary_events():
+    rolling = Observed(generation=2, deployment=deployment(), rollout=rollout("Progressing"))
+    first = compute_status(serving_status(), rolling, T0)
+    later = compute_status(first, Observed(generation=2, deployment=deployment(), rollout=rollout("Paused", step=1, weight=33)), T1)
+    assert conds(later)[c.RECONCILING]["lastTransitionTime"] == T0 and conds(later)[c.STALLED]["lastTransitionTime"] == T0
+    assert all(e.message.split(" is ")[0] not in (c.RECONCILING, c.STALLED) for e in transitions(serving_status(), first))
+
+
+def test_messages_from_pods_and_the_api_are_redacted():
+    leaky = {"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {
+        "exitCode": 1, "message": "ModelFetchFailed: https://bob:hunter2@host/m.joblib?X-Amz-Signature=s3cr3t: 403"}}}
+    dep = refused(deployment(ready=0, available=0, available_cond="False", progressing_reason="ReplicaSetUpdated"),
+                  "admission webhook https://user:pw@hook.example/validate?token=s3cr3t denied the request")
+    status = compute_status({}, Observed(generation=1, deployment=dep, pods=[pod(init=leaky)], apply_error="https://k:s3cr3t@api/x"), T0)
+    text = repr(status) + repr(transitions({}, status))
+    for secret in ("hunter2", "s3cr3t", "bob:", "user:pw"):
+        assert secret not in text
+    dep = deployment(ready=0, available=0, available_cond="False", progressing_reason="ReplicaSetUpdated")
+    status = compute_status({}, Observed(generation=1, deployment=dep, pods=[pod(init=leaky)]), T0)
+    assert "https://***@host/m.joblib?***" in conds(status)[c.READY]["message"]

@@ -42,6 +42,22 @@ INVALID = [
     ("min above max", "iris", {"model": S3, "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling.minReplicas", ["maxReplicas"]),
     ("wrong type", "iris", {"model": S3, "replicas": "three"}, "spec.replicas", ["integer"]),
     ("missing model", "iris", {"replicas": 1}, "spec.model", ["required"]),
+    ("name with capitals", "Iris", {"model": S3}, "metadata.name", ["DNS-1035", "lowercase"]),
+    ("name starting with a digit", "1iris", {"model": S3}, "metadata.name", ["starting with a letter"]),
+    ("name ending with a dash", "iris-", {"model": S3}, "metadata.name", ["ending with a letter or digit"]),
+    ("name with a dot", "iris.v1", {"model": S3}, "metadata.name", ["DNS-1035"]),
+    ("name of another's stable children", "iris-stable", {"model": S3}, "metadata.name", ["'-stable'", "'iris'", "stable Service", "-canary", "-router"]),
+    ("name of another's canary children", "iris-canary", {"model": S3}, "metadata.name", ["'-canary'", "'iris'"]),
+    ("name of another's router", "iris-router", {"model": S3}, "metadata.name", ["'-router'", "'iris'"]),
+    ("s3 key and secret in the uri", "iris", {"model": {"uri": "s3://AKIAEXAMPLE:s3cr3t@models/iris", "format": "sklearn"}}, "spec.model.uri", ["user info", "spec.model.secretName"]),
+    ("aws secret with a slash", "iris", {"model": {"uri": "s3://AKIAEXAMPLE:wJalr/K7MDENG@models/iris", "format": "sklearn"}}, "spec.model.uri", ["user info"]),
+    ("https user and password", "iris", {"model": {"uri": "https://bob:hunter2@files.example.com/m.joblib", "format": "sklearn"}}, "spec.model.uri", ["user info", "spec.model.secretName"]),
+    ("https token as user", "iris", {"model": {"uri": "https://ghp_abc123@files.example.com/m.joblib", "format": "sklearn"}}, "spec.model.uri", ["user info"]),
+    ("s3 presigned url", "iris", {"model": {"uri": "https://b.s3.amazonaws.com/m.joblib?X-Amz-Algorithm=AWS4&X-Amz-Credential=AKIA%2F&X-Amz-Signature=abc", "format": "sklearn"}}, "spec.model.uri", ["X-Amz-Credential", "spec.model.secretName"]),
+    ("gcs signed url", "iris", {"model": {"uri": "https://storage.googleapis.com/b/m.joblib?X-Goog-Signature=abc", "format": "sklearn"}}, "spec.model.uri", ["X-Goog-Signature"]),
+    ("azure sas", "iris", {"model": {"uri": "https://acct.blob.core.windows.net/c/m.joblib?sv=2022-11-02&sig=abc%3D", "format": "sklearn"}}, "spec.model.uri", ["sig", "secretName"]),
+    ("token parameter", "iris", {"model": {"uri": "https://host/m.joblib?access_token=abc", "format": "sklearn"}}, "spec.model.uri", ["access_token"]),
+    ("canary uri with credentials", "iris", {"model": S3, "rollout": {}, "canary": {"model": {"uri": "s3://AKIA:s3cr3t@models/iris/v2", "format": "sklearn"}}}, "spec.canary.model.uri", ["user info", "spec.model.secretName"]),
 ]
 
 
@@ -131,3 +147,64 @@ def test_every_provider_is_acted_on(registry, traffic):
     validated, problems = validate("iris", {"model": S3, "rollout": {"stepWeight": 25}, "traffic": traffic}, registry)
     assert problems == []
     assert validated.spec.traffic.provider == traffic["provider"]
+
+
+SECRET_URIS = [
+    "s3://AKIAEXAMPLE:s3cr3t@models/iris",
+    "https://bob:hunter2@files.example.com/m.joblib",
+    "https://b.s3.amazonaws.com/m.joblib?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=s3cr3t",
+    "https://acct.blob.core.windows.net/c/m.joblib?sv=1&sig=s3cr3t",
+]
+
+
+@pytest.mark.parametrize("uri", SECRET_URIS)
+def test_a_refused_uri_is_not_echoed(registry, uri):
+    for spec, field in (
+        ({"model": {"uri": uri, "format": "sklearn"}}, "spec.model.uri"),
+        ({"model": S3, "rollout": {}, "canary": {"model": {"uri": uri, "format": "sklearn"}}}, "spec.canary.model.uri"),
+    ):
+        validated, problems = validate("iris", spec, registry)
+        assert validated is None and [p.field for p in problems] == [field]
+        for secret in ("s3cr3t", "hunter2", "AKIAEXAMPLE"):
+            assert secret not in str(problems[0])
+
+
+def test_both_uris_with_credentials_are_both_reported(registry):
+    bad = {"uri": "s3://AKIA:s3cr3t@models/iris", "format": "sklearn"}
+    _, problems = validate("iris", {"model": bad, "rollout": {}, "canary": {"model": bad}}, registry)
+    assert {p.field for p in problems} == {"spec.model.uri", "spec.canary.model.uri"}
+
+
+@pytest.mark.parametrize("uri", [
+    "s3://models/iris/v1", "https://host:8443/models/m.joblib", "https://host/m.joblib?versionId=3",
+    "s3://models/iris@v2/model.joblib", "hf://org/model", "gs://bucket/a:b@c/model.joblib",
+])
+def test_uris_without_credentials_are_accepted(registry, uri):
+    validated, problems = validate("iris", {"model": {"uri": uri, "format": "sklearn"}}, registry)
+    assert problems == [] and validated is not None
+
+
+@pytest.mark.parametrize("name", ["iris", "a", "iris-v2", "stable", "iris-stable-v2", "m" * MAX_NAME_LENGTH])
+def test_names_that_fit_every_child_are_accepted(registry, name):
+    assert validate(name, {"model": S3}, registry)[1] == []
+
+
+def test_child_suffixes_are_the_ones_render_uses(make_target):
+    """validate's reserved suffixes and its length limit follow what render names children,
+    under every traffic provider."""
+    from modeldeploy.api.validate import CHILD_SUFFIXES, DNS_LABEL_MAX
+    from modeldeploy.render import Canary, render_children
+    from modeldeploy.routing.registry import provider_for
+
+    name = "m" * MAX_NAME_LENGTH
+    suffixes: set[str] = set()
+    longest = 0
+    for traffic in ({"provider": "router"}, {"provider": "istio"}, {"provider": "replicas"},
+                    {"provider": "gateway-api", "gateway": {"name": "gw"}}):
+        stable = make_target(name=name, rollout={}, traffic=traffic)
+        canary = Canary(stable, 10, "example/router:1", "cluster.local", provider=provider_for(stable.spec))
+        children = {m["metadata"]["name"] for m in render_children(stable, canary)}
+        suffixes |= {child.removeprefix(f"{name}-") for child in children if child != name}
+        longest = max([longest, *map(len, children)])
+    assert suffixes == set(CHILD_SUFFIXES)
+    assert longest == DNS_LABEL_MAX

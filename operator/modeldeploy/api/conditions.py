@@ -10,7 +10,11 @@ READY = "Ready"
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 INVALID_SPEC = "InvalidSpec"
-CONDITION_TYPES = (READY, AVAILABLE, PROGRESSING, INVALID_SPEC)
+# kstatus (sigs.k8s.io/cli-utils/pkg/kstatus), read by Flux and kubectl-based waits:
+# "abnormal-true" conditions, present with False when all is well.
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+CONDITION_TYPES = (READY, AVAILABLE, PROGRESSING, INVALID_SPEC, RECONCILING, STALLED)
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -30,6 +34,9 @@ MODEL_LOAD_FAILED = "ModelLoadFailed"
 IMAGE_MISSING = "ImageMissing"
 CRASH_LOOP = "CrashLoop"
 UNSCHEDULABLE = "Unschedulable"
+# The API server refused to create pods (the ReplicaSet's ReplicaFailure/FailedCreate,
+# which the Deployment copies: PodSecurity, ResourceQuota, a missing ServiceAccount).
+POD_CREATE_FAILED = "PodCreateFailed"
 
 # Progressing reasons.
 ROLLOUT_IN_PROGRESS = "RolloutInProgress"
@@ -42,6 +49,15 @@ SERVING = "Serving"
 NOT_AVAILABLE = "NotAvailable"
 ROLLING_OUT = "RollingOut"
 APPLY_FAILED = "ApplyFailed"
+# The canary rollout of the latest spec ended without promotion (Ready, Progressing, Stalled).
+ROLLOUT_ROLLED_BACK = "RolloutRolledBack"
+ROLLOUT_FAILED = "RolloutFailed"
+# A child's name is taken by an object this ModelDeployment does not own (Ready, Stalled).
+CHILD_CONFLICT = "ChildConflict"
+
+# Reconciling False / Stalled False reasons.
+RECONCILED = "Reconciled"
+MAKING_PROGRESS = "MakingProgress"
 
 # Phases, derived from conditions (never stored on their own).
 PHASE_PENDING = "Pending"

@@ -17,7 +17,7 @@ from .spec import Model, PassThrough
 class Condition(Model):
     """One observation of the ModelDeployment's state."""
 
-    type: str = Field(description="Ready, Available, Progressing or InvalidSpec.")
+    type: str = Field(description="Ready, Available, Progressing, InvalidSpec, Reconciling or Stalled.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason; the constants in the operator's api.conditions.")
     message: str | None = Field(default=None, description="Human-readable detail.")
@@ -119,7 +119,10 @@ class ModelDeploymentStatus(Model):
     conditions: list[Condition] | None = Field(
         default=None,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-        description="Ready, Available, Progressing and InvalidSpec.",
+        description=(
+            "Ready, Available, Progressing, InvalidSpec, and kstatus' Reconciling and Stalled "
+            "(always present; True only when abnormal)."
+        ),
     )
     model: ServingModel | None = Field(default=None, description=ServingModel.__doc__)
     url: str | None = Field(default=None, description="In-cluster URL of the model's Service.")

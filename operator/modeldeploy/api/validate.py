@@ -9,14 +9,17 @@ serving untouched.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
 from ..routing.shares import COOKIE, HEADER, Match, match_problems
 from .quantity import parse_quantity
+from .redact import is_secret_param
 from .runtimes import DEFAULT_PORT, DEFAULT_PROTOCOL, RuntimeRegistry
 from .spec import (
     QUERY_VARIABLES,
@@ -29,9 +32,15 @@ from .spec import (
 )
 
 SUPPORTED_SCHEMES = ("s3", "gs", "http", "https", "pvc", "hf")
-# Children are named "<name>-<suffix>" and the Service "<name>"; both must stay valid
-# DNS-1035 labels of at most 63 characters, with room for the longest suffix ("-canary").
-MAX_NAME_LENGTH = 56
+# The suffixes of child names ("<name>-<suffix>"; the Service is "<name>"), as
+# render/names.py builds them (render.names.STABLE, CANARY, render.router.ROUTER); the api
+# layer sits below render, so they are spelled here and a unit test checks both agree.
+CHILD_SUFFIXES = ("stable", "canary", "router")
+# Every child name must stay a DNS-1035 label of at most 63 characters.
+DNS_LABEL_MAX = 63
+MAX_NAME_LENGTH = DNS_LABEL_MAX - 1 - max(len(s) for s in CHILD_SUFFIXES)
+_DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+USE_SECRET = "put the credentials in a Secret and name it in spec.model.secretName"
 READINESS_PATHS = {"v2": "/v2/health/ready", "v1": "/v1/models/{name}", "http": "/"}
 # Extended resources that Kubernetes does not overcommit: request must equal limit.
 _NATIVE_PREFIXES = ("cpu", "memory", "ephemeral-storage", "hugepages-", "kubernetes.io/")
@@ -75,11 +84,7 @@ def validate(
     name: str, spec: Mapping[str, Any], registry: RuntimeRegistry
 ) -> tuple[Validated | None, list[Problem]]:
     """Parse and check a ModelDeployment spec; return (result, []) or (None, problems)."""
-    problems: list[Problem] = []
-    if len(name) > MAX_NAME_LENGTH:
-        problems.append(
-            Problem("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}")
-        )
+    problems = check_name(name)
     try:
         parsed = ModelDeploymentSpec.model_validate(dict(spec))
     except ValidationError as err:
@@ -102,6 +107,38 @@ def validate(
     if problems or runtime is None:
         return None, problems
     return Validated(parsed, runtime), []
+
+
+def check_name(name: str) -> list[Problem]:
+    """The name must let every child be named: a DNS-1035 label (Services require it)
+    short enough for the longest "-<suffix>", and never a name whose children would be
+    another ModelDeployment's (``iris-stable``'s Service is ``iris``'s stable Service).
+    https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#rfc-1035-label-names
+    """
+    problems = []
+    if len(name) > MAX_NAME_LENGTH:
+        problems.append(Problem(
+            "metadata.name",
+            f"must be at most {MAX_NAME_LENGTH} characters (children add up to "
+            f"{DNS_LABEL_MAX - MAX_NAME_LENGTH} to it, and {DNS_LABEL_MAX} is the limit), got {len(name)}",
+        ))
+    if not _DNS_1035.fullmatch(name):
+        problems.append(Problem(
+            "metadata.name",
+            f"{name!r} is not a DNS-1035 label: lowercase letters, digits and '-', starting with a letter "
+            "and ending with a letter or digit",
+        ))
+    for suffix in CHILD_SUFFIXES:
+        owner = name.removesuffix(f"-{suffix}")
+        if owner != name and owner:
+            reserved = ", ".join(f"-{s}" for s in CHILD_SUFFIXES)
+            problems.append(Problem(
+                "metadata.name",
+                f"ends in '-{suffix}', which names the children of ModelDeployment {owner!r}: this one's "
+                f"Service {name!r} would be the {suffix} Service of {owner!r}, so the two would fight over "
+                f"the same objects; choose a name that does not end in {reserved}",
+            ))
+    return problems
 
 
 def _check_traffic(spec: ModelDeploymentSpec) -> list[Problem]:
@@ -160,6 +197,9 @@ def _from_pydantic(error: Mapping[str, Any]) -> Problem:
 
 
 def _check_uri(uri: str) -> list[Problem]:
+    credential = _check_credentials(uri)
+    if credential:
+        return [Problem("spec.model.uri", credential)]
     scheme, _, rest = uri.partition("://")
     if scheme.lower() not in SUPPORTED_SCHEMES:
         accepted = ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
@@ -171,6 +211,32 @@ def _check_uri(uri: str) -> list[Problem]:
     if scheme.lower() in ("s3", "gs") and not rest.split("/", 1)[0]:
         return [Problem("spec.model.uri", f"{scheme}:// URIs take the form {scheme}://BUCKET/PATH")]
     return []
+
+
+def _has_userinfo(rest: str) -> bool:
+    """``user[:password]@`` before the host; a secret key may hold "/" (AWS's do), so
+    ``name:...@`` counts too unless what follows the colon is a port."""
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    if "@" in authority:
+        return True
+    path = rest.split("?", 1)[0]
+    _, colon, after = authority.partition(":")
+    return bool(colon) and not after.isdigit() and "@" in path
+
+
+def _check_credentials(uri: str) -> str | None:
+    """A URI is shown in status, events and the pods' annotations and logs, so it must not
+    carry a credential: no user info, no signed or token query parameter (the names in
+    ``api.redact``: X-Amz-Signature, X-Amz-Credential, X-Goog-Signature, Azure's sig, token,
+    ...). The message names the parameter, never its value."""
+    _, sep, rest = uri.partition("://")
+    if sep and _has_userinfo(rest):
+        return f"must not carry user info (user:password@); {USE_SECRET}"
+    query = uri.split("#", 1)[0].partition("?")[2]
+    secret = [key for key, _ in parse_qsl(query, keep_blank_values=True) if is_secret_param(key)]
+    if secret:
+        return f"must not carry a signed URL or token (query parameter {secret[0]}); {USE_SECRET}"
+    return None
 
 
 def _check_resources(resources: Resources | None) -> list[Problem]:
@@ -286,12 +352,12 @@ def _check_canary(name: str, spec: ModelDeploymentSpec, registry: RuntimeRegistr
     problems = []
     if spec.rollout is None:
         problems.append(Problem("spec.canary", "needs spec.rollout: how the canary reaches traffic"))
-    if canary.model is not None:
-        problems += _check_uri(canary.model.uri)
     overlay = spec.model_copy(update={"model": canary.model or spec.model, "runtime": canary.runtime or spec.runtime})
     problems += _resolve_runtime(name, overlay, registry)[1]
     overridden = {part for part in ("model", "runtime") if getattr(canary, part) is not None}
-    return [_in_canary(p, overridden) for p in problems if p not in known]
+    # The canary's own URI is checked on its own: the same message as stable's is not a repeat.
+    uri = [Problem("spec.canary.model.uri", p.message) for p in _check_uri(canary.model.uri)] if canary.model else []
+    return uri + [_in_canary(p, overridden) for p in problems if p not in known]
 
 
 def _in_canary(problem: Problem, overridden: set[str]) -> Problem:

@@ -11,7 +11,6 @@ makes (its children, its pods) cost a dictionary look-up.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,9 +33,19 @@ def resource_version(obj: Mapping[str, Any]) -> int | None:
         return None
 
 
+def plain_copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars): several times faster than
+    copy.deepcopy, which a pass would otherwise spend most of its time in."""
+    if isinstance(value, Mapping):
+        return {key: plain_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_copy(item) for item in value]
+    return value
+
+
 def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A plain deep copy of a watched object, managedFields dropped where not needed."""
-    out = copy.deepcopy(dict(obj))
+    out = plain_copy(obj)
     meta = out.get("metadata")
     if isinstance(meta, dict) and out.get("kind") not in KEEP_MANAGED_FIELDS:
         meta.pop("managedFields", None)
@@ -100,10 +109,16 @@ class Cache:
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             obj = self._objects.get(kind, {}).get((namespace or "", name))
-            return copy.deepcopy(obj) if obj is not None else None
+            return plain_copy(obj) if obj is not None else None
 
-    def list(self, kind: str, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
-        """Objects of ``kind`` in ``namespace`` whose labels include ``selector``."""
+    def peek(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The stored object itself, not a copy: for readers that only compare it."""
+        with self._lock:
+            return self._objects.get(kind, {}).get((namespace or "", name))
+
+    def list(self, kind: str, namespace: str, selector: Mapping[str, str], copy: bool = True) -> list[dict[str, Any]]:
+        """Objects of ``kind`` in ``namespace`` whose labels include ``selector``
+        (``copy=False``: the stored objects themselves, for readers that never change them)."""
         owner = selector.get(md_labels.DEPLOYMENT)
         with self._lock:
             objects = self._objects.get(kind, {})
@@ -112,10 +127,8 @@ class Cache:
                 candidates = [objects[(namespace, n)] for n in names]
             else:
                 candidates = [o for (ns, _), o in sorted(objects.items()) if ns == namespace]
-            return [
-                copy.deepcopy(o) for o in candidates
-                if selector.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()
-            ]
+            found = [o for o in candidates if selector.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()]
+        return [plain_copy(o) for o in found] if copy else found
 
     def keys(self, kind: str) -> list[Key]:
         with self._lock:

@@ -58,15 +58,19 @@ def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
 
 
 class CachedClient:
-    """Kube's interface (get, list, apply, patch, delete, patch_status, post_event) over a Cache."""
+    """Kube's interface (get, list, apply, patch, delete, patch_status, post_event) over a Cache.
+
+    ``list`` hands out the cached objects themselves (a pass lists pods and children many
+    times and only reads them): callers must not change what it returns."""
 
     def __init__(self, kube: Kube, cache: Cache) -> None:
         self.kube = kube
         self.cache = cache
         self.field_manager = kube.field_manager
         self._lock = threading.Lock()
-        # (kind, namespace, name) → (owner uid, digest of the manifest, answer projected on it)
-        self._applied: dict[tuple[str, str, str], tuple[str | None, str, Any]] = {}
+        # (kind, namespace, name) → (owner uid, digest of the manifest, answer projected on
+        # it, the answer's resourceVersion)
+        self._applied: dict[tuple[str, str, str], tuple[str | None, str, Any, str | None]] = {}
 
     # Reads.
 
@@ -77,7 +81,7 @@ class CachedClient:
 
     def list(self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         if kind in CACHED_KINDS:
-            return self.cache.list(kind, namespace, labels)
+            return self.cache.list(kind, namespace, labels, copy=False)
         return self.kube.list(api_version, kind, namespace, labels)
 
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -93,7 +97,7 @@ class CachedClient:
         meta = manifest["metadata"]
         kind, namespace, name = manifest["kind"], meta.get("namespace") or "", meta["name"]
         key = (kind, namespace, name)
-        live = self.cache.get(kind, namespace, name) if kind in CACHED_KINDS else None
+        live = self.cache.peek(kind, namespace, name) if kind in CACHED_KINDS else None
         if live is None and kind in CACHED_KINDS:
             live = self.kube.get(manifest["apiVersion"], kind, namespace, name)
             if live is not None:
@@ -102,21 +106,24 @@ class CachedClient:
             raise ChildConflict(kind, namespace, name)
         wanted = digest(manifest)
         if live is not None and field_manager is None and self._unchanged(key, wanted, manifest, live):
-            return live
+            return dict(live)
         answer = self.kube.apply(manifest, field_manager=field_manager)
         self.cache.put(answer)
         if field_manager is None:
             with self._lock:
-                self._applied[key] = (owner_uid(manifest), wanted, project(answer, manifest))
+                self._applied[key] = (
+                    owner_uid(manifest), wanted, project(answer, manifest), (answer.get("metadata") or {}).get("resourceVersion"),
+                )
         return answer
 
     def _unchanged(self, key: tuple[str, str, str], wanted: str, manifest: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
-        seen = project(live, manifest)
-        if seen == manifest:
-            return True
         with self._lock:
             last = self._applied.get(key)
-        return last is not None and last[1:] == (wanted, seen)
+        if last is not None and last[1] == wanted and last[3] is not None \
+                and (live.get("metadata") or {}).get("resourceVersion") == last[3]:
+            return True  # nobody has written the object since the operator applied this manifest
+        seen = project(live, manifest)
+        return seen == manifest or (last is not None and last[1:3] == (wanted, seen))
 
     def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         answer = self.kube.patch(api_version, kind, namespace, name, patch)
@@ -128,8 +135,8 @@ class CachedClient:
         with self._lock:
             self._applied.pop((kind, namespace or "", name), None)
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]) -> None:
-        answer = self.kube.patch_status(namespace, name, status, previous)
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        answer = self.kube.patch_status(namespace, name, patch)
         if answer:
             self.cache.put(answer)
 

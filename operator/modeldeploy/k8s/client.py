@@ -183,16 +183,11 @@ class Kube:
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(API_VERSION, KIND, namespace, name)
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Replace the operator's part of status with one merge patch.
-
-        Keys that were set before and are gone now are sent as null, which deletes them;
-        Kopf's ``status.kopf`` is left to Kopf.
-        """
-        patch = {key: None for key in previous if key not in status and key != "kopf"}
-        patch.update(status)
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
+        """One JSON merge patch of the ModelDeployment's status (``status.status_patch``
+        builds it: keys gone at any depth are sent as null); the patched object."""
         path = f"{collection_path(API_VERSION, KIND, namespace)}/{name}/status"
-        return self.request("PATCH", path, body={"status": patch}, content_type="application/merge-patch+json")
+        return self.request("PATCH", path, body={"status": dict(patch)}, content_type="application/merge-patch+json")
 
     def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment, as `kubectl describe md` shows them."""
