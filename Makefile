@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Cluster test modules run at the same time (pytest-xdist workers); hack/test.sh reads the same variable.
+TEST_WORKERS ?= $(or $(MODELDEPLOY_TEST_WORKERS),3)
 
 .PHONY: help install test unit e2e lint crds run deploy undeploy cluster-up cluster-down cluster-status images load-images bench clean
 
@@ -22,8 +24,8 @@ test: ## everything CI runs: lint, unit tests, then the cluster suite on a local
 unit: install lint ## the tests that need no cluster
 	$(VENV)/bin/pytest -m 'not e2e' $(PYTEST_ARGS)
 
-e2e: install ## the tests that need a cluster, against the one `hack/cluster-env.sh` selects
-	eval "$$(bash hack/cluster-env.sh)" && $(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+e2e: install ## the tests that need a cluster, against the one `hack/cluster-env.sh` selects, $(TEST_WORKERS) modules at a time
+	eval "$$(bash hack/cluster-env.sh)" && $(VENV)/bin/pytest -m e2e -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install ## import-linter contracts: pure layers stay free of kopf and the Kubernetes client
 	$(VENV)/bin/lint-imports

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
+
+import pytest
 
 from modeldeploy.k8s import ApiError, Kube
 
@@ -19,10 +24,50 @@ T = TypeVar("T")
 ROOT = Path(__file__).parents[1]
 CRD = ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"
 MODEL_CLAIM = "models"
-OPERATOR_NS = "modeldeploy-system"
 S3_IMAGE = "modeldeploy/s3-server:0.1.0"
 BUCKET = "models"
 SECRET = "s3-credentials"
+
+
+def in_ci() -> bool:
+    """CI sets CI=true (GitHub Actions, GitLab, most others); "false" or "0" count as unset."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "false", "0", "no")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose cluster, docker or tool is missing; in CI fail instead, so that a
+    broken CI machine shows as a failure rather than as a green run that tested nothing."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: tests never skip for want of a cluster or docker there)", pytrace=False)
+    pytest.skip(reason)
+
+
+# One directory per test run, shared by the controlling process and every xdist worker
+# (made in tests/conftest.py's pytest_configure): locks, and what to remove at the end.
+RUN_DIR = "MODELDEPLOY_TEST_RUN_DIR"
+AT_END = "at-end-of-run.jsonl"
+
+
+def run_dir() -> Path:
+    return Path(os.environ[RUN_DIR])
+
+
+@contextmanager
+def run_lock(name: str) -> Iterator[None]:
+    """Held by one process at a time across the whole run (an flock on a file in the run dir)."""
+    with open(run_dir() / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def at_end_of_run(path: str) -> None:
+    """Delete the API object at ``path`` once every worker is done: a cluster-wide object,
+    such as a CRD, that another worker's module may still be using."""
+    with run_lock("at-end"), open(run_dir() / AT_END, "a") as ledger:
+        ledger.write(json.dumps(path) + "\n")
 
 
 def hack_setting(name: str) -> str:

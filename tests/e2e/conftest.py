@@ -2,14 +2,20 @@
 
 The cluster is the one in $KUBECONFIG, else the local one from `make cluster-up`
 (hack/cluster-up.sh, kubeconfig at $MODELDEPLOY_STATE/kubeconfig). When none answers,
-the tests are skipped with a hint.
+the tests are skipped with a hint (and fail with it when CI is set).
+
+Modules run in parallel, one module per xdist worker at a time (`--dist loadfile`), so a
+module's fixtures never reach beyond its own namespace, except where a comment says how
+they share: the CRDs (idempotent apply, removed at the end of the run).
 
 Fixtures:
-  kube_api          KubeApi: the API clients plus polling helpers (wait_deployment_available,
-                    run_pod, wait_pods_running)
-  namespace         a fresh namespace per test module, deleted afterwards
-  testserver_image  the locally built test server image (hack/images.sh)
-  route_crds        the Gateway API HTTPRoute and Istio VirtualService CRDs, installed for a module
+  kube_api            KubeApi: the API clients plus polling helpers (wait_deployment_available,
+                      run_pod, wait_pods_running)
+  namespace           a fresh namespace per test module, deleted afterwards
+  testserver_image    the locally built test server image (hack/images.sh)
+  installed_operator  manifests/operator.yaml installed for the module: the operator runs in
+                      the module's namespace and watches only it (InstalledOperator)
+  route_crds          the Gateway API HTTPRoute and Istio VirtualService CRDs
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import OPERATOR_NS, ROOT, condition, wait_for
+from support import ROOT, at_end_of_run, condition, run_lock, unavailable, wait_for
 
 try:
     from kubernetes import client, config
@@ -180,16 +186,16 @@ def _kubeconfig() -> str | None:
 @pytest.fixture(scope="session")
 def kube_api() -> KubeApi:
     if client is None:
-        pytest.skip("the `kubernetes` Python package is not installed (pip install kubernetes)")
+        unavailable("the `kubernetes` Python package is not installed (pip install kubernetes)")
     path = _kubeconfig()
     if path is None:
-        pytest.skip(f"no KUBECONFIG and no local cluster kubeconfig at {STATE / 'kubeconfig'}: {NO_CLUSTER_HINT}")
+        unavailable(f"no KUBECONFIG and no local cluster kubeconfig at {STATE / 'kubeconfig'}: {NO_CLUSTER_HINT}")
     try:
         api_client = config.new_client_from_config(config_file=path.split(os.pathsep)[0])
         client.VersionApi(api_client).get_code(_request_timeout=5)
     except Exception as err:  # noqa: BLE001 - any failure here means "no usable cluster"
         reason = str(err).splitlines()[0][:160] if str(err) else ""
-        pytest.skip(f"no reachable Kubernetes cluster in {path} ({type(err).__name__}: {reason}): {NO_CLUSTER_HINT}")
+        unavailable(f"no reachable Kubernetes cluster in {path} ({type(err).__name__}: {reason}): {NO_CLUSTER_HINT}")
     return KubeApi(api_client, path)
 
 
@@ -235,29 +241,71 @@ def operator_image() -> str:
 # -- the operator, installed from manifests/ ----------------------------------------------
 
 MANIFESTS = ROOT / "manifests" / "operator.yaml"
+OPERATOR_LABELS = {"app.kubernetes.io/component": "operator"}
+
+
+@dataclass(frozen=True)
+class InstalledOperator:
+    """The module's own operator: its pods run in ``namespace``, the one namespace it watches."""
+
+    namespace: str
+    deployment: str = "modeldeploy-operator"
+    labels: tuple[tuple[str, str], ...] = tuple(OPERATOR_LABELS.items())
+
+    def pods(self, kube) -> list[dict]:
+        """Its pods that are not being deleted."""
+        return [p for p in kube.list("v1", "Pod", self.namespace, dict(self.labels))
+                if not p["metadata"].get("deletionTimestamp")]
+
+
+def operator_manifests(namespace: str, image: str) -> list[dict]:
+    """manifests/operator.yaml, scoped to one namespace: its namespaced objects there (no
+    Namespace of its own), its ClusterRole and binding named after the namespace, and the
+    operator watching that namespace instead of all (`--namespace` for `--all-namespaces`).
+    The RBAC rules, runtime registry, security context and probes are the shipped ones."""
+    docs = [doc for doc in yaml.safe_load_all(MANIFESTS.read_text()) if doc and doc["kind"] != "Namespace"]
+    rbac_name = f"modeldeploy-operator-{namespace}"
+    for doc in docs:
+        meta = doc["metadata"]
+        if doc["kind"] == "ClusterRole":
+            meta["name"] = rbac_name
+        elif doc["kind"] == "ClusterRoleBinding":
+            meta["name"] = doc["roleRef"]["name"] = rbac_name
+            for subject in doc["subjects"]:
+                subject["namespace"] = namespace
+        else:
+            meta["namespace"] = namespace
+        if doc["kind"] == "Deployment":
+            container = doc["spec"]["template"]["spec"]["containers"][0]
+            container["image"] = image
+            args = container["args"]
+            assert "--all-namespaces" in args, f"{MANIFESTS}: the operator's args changed: {args}"
+            args[args.index("--all-namespaces"):args.index("--all-namespaces") + 1] = ["--namespace", namespace]
+    return docs
 
 
 @pytest.fixture(scope="module")
-def installed_operator(kube, kube_api: KubeApi, crd: dict, operator_image: str) -> Iterator[None]:
-    """manifests/operator.yaml applied (with the image under test); removed after the module
-    so that no other test module meets a second operator."""
+def installed_operator(kube, kube_api: KubeApi, crd: dict, namespace: str, operator_image: str) -> Iterator[InstalledOperator]:
+    """manifests/operator.yaml applied for this module (with the image under test), its
+    operator watching only the module's namespace; removed after the module. Modules run in
+    parallel, each with its own operator: none reconciles another module's ModelDeployments
+    or the in-process operator's (tests/integration), and a module that restarts its
+    operator stops no other module's rollouts."""
     from modeldeploy.k8s import ApiError
 
-    docs = [doc for doc in yaml.safe_load_all(MANIFESTS.read_text()) if doc]
+    docs = operator_manifests(namespace, operator_image)
     for doc in docs:
-        if doc["kind"] == "Deployment":
-            doc["spec"]["template"]["spec"]["containers"][0]["image"] = operator_image
         kube.apply(doc)
-    kube_api.wait_deployment_available(OPERATOR_NS, "modeldeploy-operator", timeout=180)
-    yield
+    installed = InstalledOperator(namespace)
+    kube_api.wait_deployment_available(namespace, installed.deployment, timeout=180)
+    yield installed
     for doc in reversed(docs):
         meta = doc["metadata"]
         try:
             kube.delete(doc["apiVersion"], doc["kind"], meta.get("namespace"), meta["name"])
         except ApiError:
             pass  # best effort
-    wait_for(lambda: not kube.list("v1", "Pod", OPERATOR_NS, {"app.kubernetes.io/component": "operator"}),
-             120, what="operator pods gone")
+    wait_for(lambda: not kube.list("v1", "Pod", namespace, dict(installed.labels)), 120, what="operator pods gone")
 
 
 def _crd_path(name: str) -> str:
@@ -265,32 +313,36 @@ def _crd_path(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def route_crds(kube) -> Iterator[dict[str, str]]:
+def route_crds(kube) -> dict[str, str]:
     """The HTTPRoute and VirtualService CRDs (hack/route-crds.sh: Gateway API standard
-    channel, Istio's VirtualService), applied and Established; {kind: CRD name}. CRDs this
-    fixture installs are removed after the module; ones that were already there are left."""
+    channel, Istio's VirtualService), applied and Established; {kind: CRD name}.
+
+    Modules on other workers may use them at the same time, so no module removes them: a
+    CRD that was not in the cluster before this run is deleted at the end of the run
+    (at_end_of_run), one already there is left. The run lock makes fetch, check and apply
+    one step: two workers never both fetch into the cache or both count a CRD as new."""
+    with run_lock("route-crds"):
+        manifests = _route_crd_manifests()
+        for crd in manifests:
+            path = _crd_path(crd["metadata"]["name"])
+            if kube.request("GET", path) is None:
+                at_end_of_run(path)
+            kube.apply(crd)
+    for crd in manifests:
+        name = crd["metadata"]["name"]
+        wait_for(lambda: condition(kube.request("GET", _crd_path(name)), "Established").get("status") == "True",
+                 60, what=f"CRD {name} established")
+    return {crd["spec"]["names"]["kind"]: crd["metadata"]["name"] for crd in manifests}
+
+
+def _route_crd_manifests() -> list[dict]:
     try:
         out = subprocess.run(["bash", str(ROOT / "hack" / "route-crds.sh")], capture_output=True,
                              text=True, timeout=300, check=True).stdout
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
         stderr = err.stderr if isinstance(err.stderr, str) else ""
         tail = " | ".join(stderr.strip().splitlines()[-3:]) or str(err)
-        pytest.skip(f"hack/route-crds.sh could not fetch the CRDs (needs go and the Go module proxy): {tail}")
+        unavailable(f"hack/route-crds.sh could not fetch the CRDs (needs go and the Go module proxy): {tail}")
     gateway_dir, istio_dir = (Path(line) for line in out.split())
-    manifests = [yaml.safe_load((gateway_dir / "gateway.networking.k8s.io_httproutes.yaml").read_text()),
-                 yaml.safe_load((istio_dir / "virtualservices.networking.istio.io.yaml").read_text())]
-    installed = []
-    for crd in manifests:
-        name = crd["metadata"]["name"]
-        if kube.request("GET", _crd_path(name)) is None:
-            installed.append(name)
-        kube.apply(crd)
-    for crd in manifests:
-        name = crd["metadata"]["name"]
-        wait_for(lambda: condition(kube.request("GET", _crd_path(name)), "Established").get("status") == "True",
-                 60, what=f"CRD {name} established")
-    yield {crd["spec"]["names"]["kind"]: crd["metadata"]["name"] for crd in manifests}
-    for name in installed:
-        kube.request("DELETE", _crd_path(name))
-    for name in installed:
-        wait_for(lambda: kube.request("GET", _crd_path(name)) is None, 120, what=f"CRD {name} deleted")
+    return [yaml.safe_load((gateway_dir / "gateway.networking.k8s.io_httproutes.yaml").read_text()),
+            yaml.safe_load((istio_dir / "virtualservices.networking.istio.io.yaml").read_text())]

@@ -17,7 +17,7 @@ from modeldeploy.api import conditions as c
 from modeldeploy.api.crd import API_VERSION, KIND
 from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
-from support import MODEL_CLAIM, OPERATOR_NS, condition, make_model_claim, wait_for
+from support import MODEL_CLAIM, condition, make_model_claim, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
@@ -26,14 +26,13 @@ def claim(kube: Kube, namespace: str) -> Iterator[str]:
     yield from make_model_claim(kube, namespace)
 
 
-def operator_pod(kube: Kube) -> dict:
-    pods = [p for p in kube.list("v1", "Pod", OPERATOR_NS, {"app.kubernetes.io/component": "operator"})
-            if not p["metadata"].get("deletionTimestamp")]
+def operator_pod(kube: Kube, operator) -> dict:
+    pods = operator.pods(kube)
     return pods[0] if len(pods) == 1 else {}
 
 
-def operator_logs(kube_api, pod_name: str) -> str:
-    return kube_api.core.read_namespaced_pod_log(pod_name, OPERATOR_NS)
+def operator_logs(kube_api, operator, pod_name: str) -> str:
+    return kube_api.core.read_namespaced_pod_log(pod_name, operator.namespace)
 
 
 def test_modeldeployment_serves_through_its_service(kube, kube_api, namespace, claim, installed_operator, testserver_image):
@@ -75,12 +74,12 @@ def test_modeldeployment_serves_through_its_service(kube, kube_api, namespace, c
     # The operator restarted: it resumes from the cluster state without touching the serving objects.
     deployment = kube.get("apps/v1", "Deployment", namespace, f"{name}-stable")
     before_status = md["status"]
-    old_pod = operator_pod(kube)["metadata"]["name"]
-    kube.delete("v1", "Pod", OPERATOR_NS, old_pod)
-    new_pod = wait_for(lambda: (p := operator_pod(kube)) and p["metadata"]["name"] != old_pod
+    old_pod = operator_pod(kube, installed_operator)["metadata"]["name"]
+    kube.delete("v1", "Pod", installed_operator.namespace, old_pod)
+    new_pod = wait_for(lambda: (p := operator_pod(kube, installed_operator)) and p["metadata"]["name"] != old_pod
                        and condition(p, "Ready").get("status") == "True" and p, 180, what="new operator pod ready")
     resumed = f"[{namespace}/{name}] Handler 'reconcile_modeldeployment' succeeded"
-    wait_for(lambda: resumed in operator_logs(kube_api, new_pod["metadata"]["name"]), 120, what="resume handled")
+    wait_for(lambda: resumed in operator_logs(kube_api, installed_operator, new_pod["metadata"]["name"]), 120, what="resume handled")
     after = kube.get("apps/v1", "Deployment", namespace, f"{name}-stable")
     assert after["metadata"]["generation"] == deployment["metadata"]["generation"]
     after_status = kube.get_modeldeployment(namespace, name)["status"]

@@ -20,11 +20,10 @@ from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
 from modeldeploy.render import labels
 from rollout_support import Probe, iris_objects, model, predict, rollout
-from support import OPERATOR_NS, deploy_s3, service_url, wait_condition, wait_for
+from support import deploy_s3, service_url, wait_condition, wait_for
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
 
-OPERATOR_PODS = {"app.kubernetes.io/component": "operator"}
 # A weight is in effect once every router pod serves it: the operator nudges the kubelet
 # to refresh the router's config (about a second), the rollout ticker looks every 2 s.
 ROUTE_DELAY = 15
@@ -74,15 +73,15 @@ def requests_served(url: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("modeldeploy_requests_total{"))
 
 
-def restart_operator(kube: Kube) -> None:
-    """Delete the operator's pod and wait until its replacement is ready."""
-    old = {p["metadata"]["name"] for p in kube.list("v1", "Pod", OPERATOR_NS, OPERATOR_PODS)}
+def restart_operator(kube: Kube, operator) -> None:
+    """Delete the module's operator pod and wait until its replacement is ready."""
+    old = {p["metadata"]["name"] for p in operator.pods(kube)}
     assert old, "no operator pod"
     for pod in old:
-        kube.delete("v1", "Pod", OPERATOR_NS, pod)
+        kube.delete("v1", "Pod", operator.namespace, pod)
 
     def replaced() -> bool:
-        pods = [p for p in kube.list("v1", "Pod", OPERATOR_NS, OPERATOR_PODS) if p["metadata"]["name"] not in old]
+        pods = [p for p in operator.pods(kube) if p["metadata"]["name"] not in old]
         return any(
             c.get("type") == "Ready" and c.get("status") == "True"
             for p in pods for c in (p.get("status") or {}).get("conditions") or ()
@@ -118,7 +117,7 @@ def test_a_healthy_canary_walks_every_step_across_an_operator_restart(kube, name
             state = status.get("rollout") or {}
             return status if state.get("step") == 1 and state.get("stepRoutedAt") else None
         before = wait_for(at_second_step, 300, interval=1, what=f"{name}: at 60%, in effect")["rollout"]
-        restart_operator(kube)
+        restart_operator(kube, installed_operator)
         after = rollout(kube, namespace, name)["rollout"]
         # Nothing was lost or redone while no operator ran.
         assert after["step"] >= before["step"] and after["failedChecks"] == 0, (before, after)

@@ -5,7 +5,9 @@ LightGBM; a tiny hand-made ONNX graph), served from a bind mount, and queried on
 127.0.0.1 only. The storage initializer downloads from an HTTP server, a hung socket and
 (when the `moto` package is installed) a moto S3 server, all on 127.0.0.1.
 
-Skipped with a message when docker or an image is missing. Build the images with
+Marked `docker`, not `e2e`: no cluster is needed. `make test` runs them after building the
+images. Skipped with a message when docker or an image is missing (failed when CI is set).
+Build the images with
     docker build --build-arg BASE=<base> -t modeldeploy/model-server:0.1.0 images/model-server
     docker build --build-arg BASE=<base> -t modeldeploy/storage-initializer:0.1.0 images/storage-initializer
 (names overridable with MODELDEPLOY_MODEL_SERVER_IMAGE / MODELDEPLOY_STORAGE_INITIALIZER_IMAGE).
@@ -32,7 +34,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.serving, pytest.mark.e2e]
+from support import unavailable
+
+pytestmark = [pytest.mark.serving, pytest.mark.docker]
 
 SERVER_IMAGE = os.environ.get("MODELDEPLOY_MODEL_SERVER_IMAGE", "modeldeploy/model-server:0.1.0")
 INIT_IMAGE = os.environ.get("MODELDEPLOY_STORAGE_INITIALIZER_IMAGE", "modeldeploy/storage-initializer:0.1.0")
@@ -93,9 +97,9 @@ def _docker_problem() -> str | None:
 def _require(image: str) -> None:
     problem = _docker_problem()
     if problem:
-        pytest.skip(problem)
+        unavailable(problem)
     if _docker("image", "inspect", image, timeout=30).returncode != 0:
-        pytest.skip(f"image {image} is not built (docker build -t {image} images/{image.split('/')[-1].split(':')[0]})")
+        unavailable(f"image {image} is not built (docker build -t {image} images/{image.split('/')[-1].split(':')[0]})")
 
 
 def _http(method: str, url: str, body: object | None = None, raw: bytes | None = None, timeout: float = 20) -> tuple[int, object]:

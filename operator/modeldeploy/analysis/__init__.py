@@ -10,7 +10,6 @@ from .evaluate import (
     Check,
     CheckResult,
     LatencyQuantile,
-    Outcome,
     SuccessRate,
     Verdict,
     effective_weight,
@@ -20,7 +19,7 @@ from .evaluate import (
     success_rate,
 )
 from .metrics import MetricsError, Snapshot, delta, parse_snapshot
-from .prometheus import QueryResult
+from .outcome import Outcome, QueryResult
 
 __all__ = [
     "Check", "CheckResult", "LatencyQuantile", "MetricsError", "Outcome", "QueryResult", "Snapshot", "SuccessRate", "Verdict",

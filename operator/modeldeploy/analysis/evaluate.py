@@ -11,14 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
-from typing import TYPE_CHECKING
 
 from ..routing.shares import percent
 from .metrics import Snapshot
-
-if TYPE_CHECKING:
-    from .prometheus import QueryResult
+from .outcome import Outcome, QueryResult
 
 SERVER_ERRORS = "5xx"
 
@@ -121,12 +117,6 @@ class LatencyQuantile:
 
 
 Check = SuccessRate | LatencyQuantile
-
-
-class Outcome(str, Enum):
-    SUCCESS = "Success"
-    FAILURE = "Failure"
-    INCONCLUSIVE = "Inconclusive"
 
 
 @dataclass(frozen=True)

@@ -26,27 +26,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..api.spec import QUERY_PLACEHOLDER
-from .evaluate import Outcome
+from .outcome import Outcome, QueryResult
 
 NOT_COUNTED = "not counted as a failure"
 
 
 class TemplateError(ValueError):
     """A query template names a variable that is not given."""
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    """The judgement of one Prometheus check in one interval; ``message`` names the check."""
-
-    name: str
-    outcome: Outcome
-    value: float | None
-    message: str
 
 
 def variables(name: str, namespace: str, interval: str) -> dict[str, str]:
