@@ -22,12 +22,14 @@ from .api.spec import ModelDeploymentSpec
 from .k8s import Kube
 from .k8s.prometheus import query_checks
 from .k8s.scrape import scrape_pods, served_routes
+from .api.runtimes import RuntimeRegistry
 from .render import labels, names
+from .render.readiness import running_replicas
 from .render.router import CANARY, ROUTE_ANNOTATION
 from .rollout import Controls, IntervalResult, Phase, RolloutState, plan
 from .rollout.plan import ACTIVE
 from .rollout.record import checks_of, from_status, parse_duration, policy_steps, revision
-from .rollout.variants import target_variant
+from .rollout.variants import Resolve, registry_resolver, same_revision, variant_revision
 from .routing.provider import ObjectRef, Observed, Split, TrafficProvider
 from .routing.registry import provider_for
 from .routing.router import wanted_route
@@ -80,15 +82,24 @@ class Windows:
                 self._windows[key] = window
 
 
-def stable_rolled_out(status: Mapping[str, Any], rev: str, deployment: Mapping[str, Any] | None) -> bool:
+def stable_rolled_out(
+    status: Mapping[str, Any], rev: str, deployment: Mapping[str, Any] | None, resolve: Resolve | None = None,
+) -> bool:
     """The stable Deployment runs ``rev`` (status.stable records it once promoting) and
     has completed rolling it out."""
     snapshot = status.get("stable")
-    return snapshot is not None and revision(snapshot) == rev and rolled_out(deployment)
+    return (
+        snapshot is not None and rev in (variant_revision(snapshot, resolve), revision(snapshot)) and rolled_out(deployment)
+    )
 
 
-def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> Tick | None:
-    """Advance the rollout of ``body`` by one tick; None when there is nothing to advance."""
+def tick(
+    kube: Kube, windows: Windows, body: Mapping[str, Any], now: float, registry: RuntimeRegistry | None = None,
+) -> Tick | None:
+    """Advance the rollout of ``body`` by one tick; None when there is nothing to advance.
+
+    ``registry``: the runtime registry the revisions are resolved with (as reconcile does);
+    None compares {model, runtime} only."""
     meta, status = body["metadata"], body.get("status") or {}
     name, namespace = meta["name"], meta["namespace"]
     key = (namespace, name)
@@ -100,7 +111,9 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
         spec = ModelDeploymentSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError:
         return None  # reconcile reports it
-    if spec.rollout is None or rev != revision(target_variant(body.get("spec") or {})) or state.phase not in ACTIVE:
+    raw_spec = dict(body.get("spec") or {})
+    resolve = registry_resolver(name, raw_spec, registry) if registry is not None else None
+    if spec.rollout is None or not same_revision(rev, raw_spec, resolve) or state.phase not in ACTIVE:
         windows.put(key, None)
         return None
 
@@ -118,11 +131,14 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
     window = windows.get(key)
     # The provider gives the state's weight now (Argo's VerifyWeight): only then do the
     # counters measure the weight in status.
-    in_effect = traffic.in_effect(name, spec, Split(state.weight, mirror=bool(spec.traffic and spec.traffic.mirror)), observed)
+    stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
+    in_effect = traffic.in_effect(
+        name, spec, Split(state.weight, mirror=bool(spec.traffic and spec.traffic.mirror)), observed,
+        running_replicas=running_replicas(stable_dep),
+    )
     if not in_effect and probed:
         nudge_router(kube, namespace, probed, wanted_route(name, observed))
     if state.weight > 0 and state.phase != Phase.PROMOTING and in_effect:
-        stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
         scrape = Scrape(
             now,
             scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name)), _port(stable_dep)),
@@ -154,9 +170,7 @@ def tick(kube: Kube, windows: Windows, body: Mapping[str, Any], now: float) -> T
         policy_steps(policy), state, now=now, canary_ready=canary_ready, verdict=verdict, controls=controls,
         threshold=analysis.threshold if analysis else 1, analysis=analysis is not None,
         progress_deadline=policy.progress_deadline_seconds,
-        promoted=state.phase == Phase.PROMOTING and stable_rolled_out(
-            status, rev, kube.get("apps/v1", "Deployment", namespace, names.variant(name))
-        ),
+        promoted=state.phase == Phase.PROMOTING and stable_rolled_out(status, rev, stable_dep, resolve),
         route_in_effect=in_effect or state.weight == 0,
     )
     return Tick(nxt, rev, result, details, now if result else None)

@@ -21,14 +21,16 @@ from .k8s import ApiError, ChildConflict, Kube
 from .progress import Tick
 from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Target, labels, names, render_children
 from .render.canary import route_matches
+from .render.readiness import running_replicas
 from .render.router import ROUTER
 from .render.service import SERVICE_PORT
 from .rollout.plan import TERMINAL
-from .rollout.record import changes, from_status, iso, to_status
-from .rollout.variants import Variants, decide, ended_at
+from .rollout.record import changes, from_status, iso, runtime_from, to_status
+from .rollout.variants import Variants, decide, ended_at, registry_resolver
 from .routing.registry import provider_for
+from .routing.router import keep_service_on_router
 from .api.redact import redact
-from .status import Event, Observed, compute_status, deployment_ready, rolled_out, status_patch, transitions
+from .status import Event, Observed, compute_status, rolled_out, status_patch, transitions
 
 log = logging.getLogger(__name__)
 # Analysis verdicts kept in status.rollout.analyses (the CRD allows at most 10).
@@ -115,6 +117,8 @@ def _canary(kube: Kube, config: OperatorConfig, stable: Target, canary: Validate
     the main Service is back on the stable pods, and the canary's objects wait to be pruned.
     The router's availability is observed for the router provider; the others ignore it."""
     router = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, ROUTER))
+    main_service = kube.get("v1", "Service", stable.namespace, stable.name)
+    stable_dep = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name))
     canary_pods = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, names.CANARY))
     matches, mirror = route_matches(stable)
     target = Target(stable.name, stable.namespace, stable.uid, canary.spec, canary.runtime, stable.storage_initializer_image)
@@ -122,8 +126,9 @@ def _canary(kube: Kube, config: OperatorConfig, stable: Target, canary: Validate
     weight = variants.state.weight if variants.state is not None and not retiring else 0
     return Canary(
         target, weight, config.router_image, config.cluster_domain,
-        router_available=deployment_ready(router) and not retiring, matches=matches, mirror=mirror,
-        replicas=variants.canary_replicas,
+        router_available=keep_service_on_router(stable.name, router, main_service, retiring),
+        matches=matches, mirror=mirror, replicas=variants.canary_replicas,
+        running_replicas=running_replicas(stable_dep),
         canary_ready_pods=int(((canary_pods or {}).get("status") or {}).get("readyReplicas") or 0),
         provider=provider_for(stable.spec),
     )
@@ -196,7 +201,8 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
         log.error("%s", config.runtimes.error)
 
     now = time.time()
-    variants = decide(spec, previous, stable_complete=False, state=tick.state if tick else None, now=now)
+    resolve = registry_resolver(name, spec, config.registry)
+    variants = decide(spec, previous, stable_complete=False, state=tick.state if tick else None, now=now, resolve=resolve)
     apply_error: str | None = None
     apply_code: int | None = None
     conflicts: list[str] = []
@@ -204,6 +210,9 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
     if validated is not None:
         stable, stable_problems = (validated, []) if variants.stable_spec is spec else validate(name, variants.stable_spec, config.registry)
         problems += [p for p in stable_problems if p not in problems]
+        if stable is not None and variants.stable_runtime is not None:
+            # The runtime the stable revision was recorded with, not what the registry says now.
+            stable = Validated(stable.spec, runtime_from(variants.stable_runtime))
         if stable is not None:
             target = Target(name, namespace, meta["uid"], stable.spec, stable.runtime, config.storage_initializer_image)
             canary = None
@@ -212,7 +221,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
                 chosen = validated if variants.canary_spec is spec else validate(name, variants.canary_spec, config.registry)[0]
                 if chosen is not None:
                     canary = _canary(kube, config, target, chosen, variants)
-                    applied = canary.provider.applied_weight(target.spec, canary.split)
+                    applied = canary.provider.applied_weight(target.spec, canary.split, running_replicas=canary.running_replicas)
             try:
                 conflicts = apply_children(kube, target, canary)
             except ApiError as err:
@@ -226,7 +235,7 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
     if spec.get("rollout") and variants.snapshot is None and not problems and rolled_out(deployment):
         # The first revision is stable once it serves: record it, so later changes roll out
         # (an explicit canary starts rolling out in the same status write).
-        variants = decide(spec, previous, stable_complete=True, now=now)
+        variants = decide(spec, previous, stable_complete=True, now=now, resolve=resolve)
     rollout_part = _rollout_status(previous, variants, tick, now, applied)
     observed = Observed(
         generation=meta.get("generation", 0),

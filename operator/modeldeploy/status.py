@@ -15,6 +15,7 @@ from typing import Any
 from .api import conditions as c
 from .api.redact import redact
 from .render import labels
+from .render.readiness import deployment_ready, replica_counts as _replicas
 from .rollout.plan import ACTIVE, Phase
 
 Status = dict[str, Any]
@@ -67,33 +68,6 @@ def _deployment_condition(deployment: Mapping[str, Any], type_: str) -> Mapping[
         if cond.get("type") == type_:
             return cond
     return {}
-
-
-def _replicas(deployment: Mapping[str, Any] | None) -> dict[str, int]:
-    status = (deployment or {}).get("status") or {}
-    desired = ((deployment or {}).get("spec") or {}).get("replicas", 1 if deployment else 0)
-    return {
-        "replicas": status.get("replicas", 0),
-        "readyReplicas": status.get("readyReplicas", 0),
-        "updatedReplicas": status.get("updatedReplicas", 0),
-        "availableReplicas": status.get("availableReplicas", 0),
-        "desiredReplicas": desired,
-    }
-
-
-def deployment_ready(deployment: Mapping[str, Any] | None) -> bool:
-    """Every pod of the Deployment's latest template is ready (for model servers: the model
-    is loaded; for the router: nginx answers /healthz), and no older pod is left."""
-    if not deployment:
-        return False
-    counts = _replicas(deployment)
-    generation = (deployment.get("metadata") or {}).get("generation", 0)
-    return (
-        ((deployment.get("status") or {}).get("observedGeneration", 0) >= generation)
-        and counts["updatedReplicas"] >= counts["desiredReplicas"]
-        and counts["readyReplicas"] >= counts["desiredReplicas"] > 0
-        and counts["replicas"] == counts["updatedReplicas"]
-    )
 
 
 def _rolling_out(deployment: Mapping[str, Any], counts: Mapping[str, int]) -> bool:

@@ -17,7 +17,9 @@ from modeldeploy.reconcile import reconcile
 from modeldeploy.render import Canary, Target, labels, render_children
 from modeldeploy.rollout import Phase, RolloutState
 from modeldeploy.rollout.record import iso, revision, to_status
-from modeldeploy.rollout.variants import RETIRE_SECONDS, decide, target_variant, variant_of
+from modeldeploy.rollout.variants import (
+    RETIRE_SECONDS, decide, desired_revision, registry_resolver, target_variant, variant_of,
+)
 from modeldeploy.routing.registry import provider_named
 from modeldeploy.status import apply_merge_patch, status_patch
 
@@ -264,15 +266,18 @@ def test_reconcile_records_spec_model_as_stable_then_renders_the_canary():
     spec = _spec(V1, {"model": V2, "replicas": 1})
     first = reconcile(kube, config, _body(spec))
     assert _deployments(kube) == {"iris-stable": (V1["uri"], 3)}
-    assert first["stable"] == STABLE_V1
-    assert first["rollout"]["revision"] == revision(STABLE_V2) and first["rollout"]["phase"] == "Progressing"
+    # The stable revision is recorded with what the registry resolved it to.
+    assert {k: first["stable"][k] for k in ("model", "runtime")} == STABLE_V1 and first["stable"]["resolved"]["image"]
+    wanted = desired_revision(spec, registry_resolver("iris", spec, config.registry))
+    assert first["rollout"]["revision"] == wanted and first["rollout"]["phase"] == "Progressing"
     # The analysis loop lets the canary in; the next pass renders it.
-    reconcile(kube, config, _body(spec, first), progress.Tick(AT_50, revision(STABLE_V2)))
+    reconcile(kube, config, _body(spec, first), progress.Tick(AT_50, wanted))
     deployments = _deployments(kube)
     assert deployments["iris-stable"] == (V1["uri"], 3)
     assert deployments["iris-canary"] == (V2["uri"], 1)
     # As the API server stores it: a merge patch cannot keep a null (runtime: None is absent).
-    assert kube.status["rollout"]["weight"] == 50 and kube.status["stable"] == {"model": V1}
+    assert kube.status["rollout"]["weight"] == 50 and kube.status["stable"]["model"] == V1
+    assert "runtime" not in kube.status["stable"]
     # and a pass over what was stored writes nothing more.
     assert status_patch(kube.status, reconcile(kube, config, _body(spec, kube.status))) == {}
 

@@ -41,7 +41,7 @@ class Fake:
         if kind == "Deployment":
             return READY
         if kind == "ConfigMap":
-            return {"metadata": {"annotations": {"modeldeploy.io/route": "r1"}}}
+            return {"metadata": {"annotations": {"modeldeploy.io/route": "r1", "modeldeploy.io/route-split": "20"}}}  # the route of AT_20
         return {"spec": {"selector": labels.selector("iris", "router")}}
 
     def list(self, api_version: str, kind: str, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:

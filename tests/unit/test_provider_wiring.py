@@ -45,15 +45,36 @@ class Cluster:
         return [copy.deepcopy(o) for (k, _), o in self.objects.items()
                 if k == kind and selector.items() <= (o["metadata"].get("labels") or {}).items()]
 
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        obj = copy.deepcopy(manifest)
-        key = (obj["kind"], obj["metadata"]["name"])
+    field_manager = "modeldeploy"
+
+    def apply(self, manifest: dict[str, Any], field_manager: str | None = None) -> dict[str, Any]:
+        """Server-side apply as the API server does it where these tests depend on it: a
+        Deployment's spec.replicas belongs to the manager that applied it last; a manager
+        that stops declaring a field it alone owns loses it, and replicas fall back to the
+        default of 1 (that is what the hand-off to an HPA must avoid). Another manager's
+        apply of replicas alone takes the field over and changes nothing else."""
+        manager = field_manager or self.field_manager
+        key = (manifest["kind"], manifest["metadata"]["name"])
         before = self.objects.get(key)
+        if manager != self.field_manager:
+            assert before is not None and set(manifest["spec"]) == {"replicas"}, "only the replicas hand-off is modelled"
+            before["spec"]["replicas"] = manifest["spec"]["replicas"]
+            before["metadata"]["managedFields"] = _owns_replicas(manager)
+            return copy.deepcopy(before)
+        obj = copy.deepcopy(manifest)
         generation = (before["metadata"]["generation"] + (before["spec"] != obj["spec"])) if before else 1
         obj["metadata"]["generation"] = generation
         if obj["kind"] == "Deployment":
-            n = obj["spec"].get("replicas", (before or {}).get("spec", {}).get("replicas", 1))
+            owners = (before or {}).get("metadata", {}).get("managedFields") or []
+            if "replicas" in obj["spec"]:
+                owners = _owns_replicas(manager)
+                n = obj["spec"]["replicas"]
+            elif owners and owners[0]["manager"] == manager:
+                owners, n = [], 1  # the field is dropped: the API server defaults it
+            else:
+                n = (before or {}).get("spec", {}).get("replicas", 1)
             obj["spec"]["replicas"] = n
+            obj["metadata"]["managedFields"] = owners
             obj["status"] = {"observedGeneration": generation, "replicas": n, "updatedReplicas": n, "readyReplicas": n,
                              "availableReplicas": n,
                              "conditions": [{"type": "Available", "status": "True"},
@@ -75,6 +96,10 @@ class Cluster:
         return set(self.objects)
 
 
+def _owns_replicas(manager: str) -> list[dict[str, Any]]:
+    return [{"manager": manager, "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]
+
+
 @pytest.fixture
 def clock(monkeypatch) -> list[float]:
     now = [1_000_000.0]
@@ -85,8 +110,9 @@ def clock(monkeypatch) -> list[float]:
 def run(cluster: Cluster, windows: Windows, clock: list[float], seconds: float = 2.0) -> dict[str, Any]:
     """One timer tick of the operator (tick, then reconcile with its plan), `seconds` later."""
     clock[0] += seconds
-    planned = tick(cluster, windows, copy.deepcopy(cluster.md), clock[0])
-    return reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md), planned)
+    config = OperatorConfig()
+    planned = tick(cluster, windows, copy.deepcopy(cluster.md), clock[0], config.registry)
+    return reconcile(cluster, config, copy.deepcopy(cluster.md), planned)
 
 
 def start(cluster: Cluster, windows: Windows, clock: list[float]) -> dict[str, Any]:
@@ -187,3 +213,17 @@ def test_a_provider_whose_crds_are_missing_says_so_and_keeps_stable_serving(cloc
     assert V1["uri"] in stable and V2["uri"] not in stable  # v1 keeps serving
     ready = next(cond for cond in cluster.md["status"]["conditions"] if cond["type"] == "Ready")
     assert ready["reason"] == "ApplyFailed" and "install its CRDs" in ready["message"], ready
+
+
+def test_turning_autoscaling_on_keeps_the_running_replicas(clock):
+    """The operator stops declaring spec.replicas once an HPA scales the Deployment; it first
+    hands the field to another manager at its current value, so the Deployment never falls
+    to the default of 1 (with this fake's apply, as with the API server's)."""
+    cluster = Cluster({"model": V1, "replicas": 4})
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    assert cluster.objects[("Deployment", "iris-stable")]["spec"]["replicas"] == 4
+    cluster.md["spec"] = {"model": V1, "replicas": 4, "autoscaling": {"minReplicas": 1, "maxReplicas": 8}}
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    deployment = cluster.objects[("Deployment", "iris-stable")]
+    assert deployment["spec"]["replicas"] == 4
+    assert [e["manager"] for e in deployment["metadata"]["managedFields"]] == ["modeldeploy-handover"]

@@ -37,7 +37,7 @@ def test_route_points_at_the_variant_services(make_target):
 
 def test_router_mounts_its_rendered_config(make_target):
     target = make_target()
-    config, deployment = _router(target, 35)
+    config, deployment, _budget = _router(target, 35)
     assert config["kind"] == "ConfigMap" and config["metadata"]["name"] == "iris-router"
     text = config["data"][CONFIG_KEY]
     assert "iris-canary.ml.svc.cluster.local:80" in text and "35%" in text
@@ -60,3 +60,33 @@ def test_a_weight_change_touches_only_the_config(make_target):
     after = _router(target, 50, "r:1")
     assert before[0]["data"] != after[0]["data"]
     assert before[1] == after[1]  # no pod restart: nginx reloads the mounted file
+
+
+def test_the_router_runs_two_pods_under_a_disruption_budget_by_default(make_target):
+    _config, deployment, budget = _router(make_target(), 35)
+    assert deployment["spec"]["replicas"] == 2
+    assert budget["kind"] == "PodDisruptionBudget" and budget["metadata"]["name"] == "iris-router"
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}
+    assert budget["metadata"]["ownerReferences"] == [make_target().owner_reference()]
+
+
+@pytest.mark.parametrize(("replicas", "budget"), [(1, False), (3, True), (10, True)])
+def test_spec_traffic_router_replicas_sizes_the_router(make_target, replicas, budget):
+    from modeldeploy.render.router import router_replicas
+
+    target = make_target(rollout={"steps": [{"setWeight": 10}]}, traffic={"router": {"replicas": replicas}})
+    assert router_replicas(target) == replicas
+    route = router_route(target, "cluster.local", Split(10))
+    objects = render_router(target, render_nginx_conf(route), route.fingerprint(), "r:1", router_replicas(target))
+    assert objects[1]["spec"]["replicas"] == replicas
+    assert (objects[-1]["kind"] == "PodDisruptionBudget") == budget
+
+
+@pytest.mark.parametrize("replicas", [0, 11])
+def test_router_replicas_outside_1_to_10_are_refused(make_target, replicas):
+    from pydantic import ValidationError
+
+    from modeldeploy.api.spec import TrafficPolicy
+
+    with pytest.raises(ValidationError):
+        TrafficPolicy.model_validate({"router": {"replicas": replicas}})

@@ -193,7 +193,7 @@ def test_canary_children(make_target):
     assert set(children) == {
         ("Deployment", "iris-stable"), ("Deployment", "iris-canary"), ("Deployment", "iris-router"),
         ("Service", "iris"), ("Service", "iris-stable"), ("Service", "iris-canary"), ("ConfigMap", "iris-router"),
-        ("PodDisruptionBudget", "iris-stable"),
+        ("PodDisruptionBudget", "iris-stable"), ("PodDisruptionBudget", "iris-router"),
     }
     canary_pods = children[("Deployment", "iris-canary")]
     assert canary_pods["spec"]["replicas"] == 2

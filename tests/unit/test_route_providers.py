@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modeldeploy.api.providers import CAPABILITIES, capabilities_table, unsupported
 from modeldeploy.api.spec import SUPPORTED_PROVIDERS, TrafficPolicy
+from modeldeploy.api.validate import validate
 from modeldeploy.render import MANAGED_KINDS, Canary, labels, render_children
 from modeldeploy.render.canary import route_matches
 from modeldeploy.routing import COOKIE, Match, Split, gateway, istio
 from modeldeploy.routing.provider import Observed, TrafficProvider
 from modeldeploy.routing.registry import PROVIDERS, provider_for, provider_named
+from modeldeploy.routing.router import keep_service_on_router, router_available
 
 pytestmark = pytest.mark.canary
 
@@ -298,11 +301,20 @@ def test_router_applies_the_weight_itself(make_target, split, applied):
     assert provider_named("router").applied_weight(make_target().spec, split) == applied
 
 
-def test_router_in_effect_when_every_router_pod_serves_the_configmaps_route(make_target):
+def router_objects(weight=20, route="abc", on_router=True, split=None):
+    """What tick() reads for the router: its ConfigMap as rendered for `weight`, the main Service."""
+    selector = labels.selector("iris", "router" if on_router else "stable")
+    return {
+        ("ConfigMap", "iris-router"): {"metadata": {"annotations": {
+            "modeldeploy.io/route": route, "modeldeploy.io/route-split": split if split is not None else str(weight)}}},
+        ("Service", "iris"): {"spec": {"selector": selector}},
+    }
+
+
+def test_router_in_effect_when_every_router_pod_serves_the_route_of_the_planned_weight(make_target):
     router = provider_named("router")
     spec = make_target().spec
-    config = {"metadata": {"annotations": {"modeldeploy.io/route": "abc"}}}
-    objects = {("ConfigMap", "iris-router"): config}
+    objects = router_objects(20)
     assert router.probe("iris").selector == labels.selector("iris", "router")
     assert router.in_effect("iris", spec, Split(20), Observed(objects, frozenset({"abc"})))
     assert not router.in_effect("iris", spec, Split(20), Observed(objects, frozenset({"abc", None})))
@@ -310,13 +322,64 @@ def test_router_in_effect_when_every_router_pod_serves_the_configmaps_route(make
     assert not router.in_effect("iris", spec, Split(20), Observed({}, frozenset({"abc"})))
 
 
+def test_router_not_in_effect_while_the_configmap_holds_an_earlier_weight(make_target):
+    """The reproduced bug: step 33 was confirmed while the router still served the route of
+    step 5, because in_effect compared the pods with whatever the ConfigMap held."""
+    router = provider_named("router")
+    spec = make_target().spec
+    stale = Observed(router_objects(5, route="route-of-5"), frozenset({"route-of-5"}))
+    assert router.in_effect("iris", spec, Split(5), stale)
+    assert not router.in_effect("iris", spec, Split(33), stale)
+    mirrored = Observed(router_objects(split="0+mirror"), frozenset({"abc"}))
+    assert router.in_effect("iris", spec, Split(20, mirror=True), mirrored)
+    assert not router.in_effect("iris", spec, Split(0), mirrored)
+
+
+def test_router_not_in_effect_while_the_main_service_selects_stable(make_target):
+    router = provider_named("router")
+    assert not router.in_effect("iris", make_target().spec, Split(20), Observed(router_objects(on_router=False), frozenset({"abc"})))
+    assert ("v1", "Service", "iris") in {(r.api_version, r.kind, r.name) for r in router.observes("iris")}
+
+
+def test_the_configmap_carries_the_split_in_effect_compares(make_target):
+    stable, canary = rollout(make_target, "router", 20, traffic={"mirror": False})
+    config = children(stable, canary)[("ConfigMap", "iris-router")]
+    annotations = config["metadata"]["annotations"]
+    rendered = {("ConfigMap", "iris-router"): config, ("Service", "iris"): {"spec": {"selector": labels.selector("iris", "router")}}}
+    router = provider_named("router")
+    served = frozenset({annotations["modeldeploy.io/route"]})
+    assert router.in_effect("iris", stable.spec, canary.split, Observed(rendered, served))
+    assert not router.in_effect("iris", stable.spec, Split(40), Observed(rendered, served))
+
+
+def available(replicas, ready):
+    return {**deployment(replicas, ready=ready), "status": {**deployment(replicas, ready=ready)["status"], "availableReplicas": ready}}
+
+
+def test_router_available_on_one_available_pod_not_on_every_pod_ready():
+    assert router_available(available(2, 1))
+    assert not router_available(available(2, 0))
+    assert not router_available(None)
+    assert not router_available({"spec": {"replicas": 2}})
+
+
+def test_the_main_service_stays_on_the_router_through_a_router_pod_restart():
+    on_router = {"spec": {"selector": labels.selector("iris", "router")}}
+    on_stable = {"spec": {"selector": labels.selector("iris")}}
+    assert not keep_service_on_router("iris", available(2, 0), on_stable)  # not yet: no router pod answers
+    assert keep_service_on_router("iris", available(2, 1), on_stable)  # moved on the first available pod
+    assert keep_service_on_router("iris", available(2, 0), on_router)  # both pods restarting: it stays
+    assert not keep_service_on_router("iris", available(2, 2), on_router, retiring=True)  # the rollout ended
+    assert not keep_service_on_router("iris", None, on_router)  # the router is gone
+
+
 def test_router_canary_ready_needs_canary_router_and_the_service_on_it():
     router = provider_named("router")
-    ready = {("Deployment", "iris-canary"): deployment(2), ("Deployment", "iris-router"): deployment(1),
+    ready = {("Deployment", "iris-canary"): deployment(2), ("Deployment", "iris-router"): available(2, 1),
              ("Service", "iris"): {"spec": {"selector": labels.selector("iris", "router")}}}
     assert router.canary_ready("iris", Observed(ready))
     assert not router.canary_ready("iris", Observed({**ready, ("Service", "iris"): {"spec": {"selector": labels.selector("iris")}}}))
-    assert not router.canary_ready("iris", Observed({**ready, ("Deployment", "iris-router"): deployment(1, ready=0)}))
+    assert not router.canary_ready("iris", Observed({**ready, ("Deployment", "iris-router"): available(2, 0)}))
 
 
 # replicas
@@ -495,3 +558,35 @@ def test_a_route_of_another_provider_is_pruned_and_missing_crds_list_as_empty(ma
     apply_children(kube, stable, canary)
     assert ("VirtualService", "iris") in kube.applied
     assert kube.deleted == [("HTTPRoute", "iris")]  # left over from a gateway-api rollout
+
+
+# capabilities: one table for validation, rendering and the docs
+
+
+def test_every_provider_takes_its_capabilities_from_the_one_table():
+    assert set(CAPABILITIES) == set(PROVIDERS)
+    for name, provider in PROVIDERS.items():
+        assert provider.capabilities is CAPABILITIES[name], name
+
+
+def test_docs_show_the_capability_table():
+    docs = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    assert capabilities_table() in docs
+
+
+@pytest.mark.parametrize(("provider", "traffic"), [
+    ("replicas", {"mirror": True}),
+    ("gateway-api", {"gateway": GATEWAY, "match": [{"cookie": {"name": "ab", "value": "b"}}]}),
+])
+def test_a_provider_renders_nothing_its_capabilities_deny(make_target, provider, traffic, registry):
+    spec = {"model": V1, "rollout": ROLLOUT, "traffic": {"provider": provider, **traffic}}
+    assert validate("iris", spec, registry)[0] is None  # validation refuses it first
+    stable = make_target(model=V1, rollout=ROLLOUT, traffic={"provider": provider, **({"gateway": GATEWAY} if provider == "gateway-api" else {})})
+    canary_target = make_target(model=V2, rollout=ROLLOUT, traffic=stable.spec.traffic.model_dump(by_alias=True, exclude_none=True))
+    matches = tuple(Match(m["cookie"]["name"], m["cookie"]["value"], COOKIE) for m in traffic.get("match", ()))
+    canary = Canary(canary_target, 0 if traffic.get("mirror") else 20, "example/router:1", "cluster.local",
+                    matches=matches, mirror=bool(traffic.get("mirror")), provider=PROVIDERS[provider])
+    denied = unsupported(PROVIDERS[provider].capabilities, cookies=bool(matches), mirror=canary.mirror)
+    assert denied
+    with pytest.raises(ValueError, match=denied[0]):
+        render_children(stable, canary)

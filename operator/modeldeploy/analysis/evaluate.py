@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..routing.shares import percent
+from ..api.traffic import percent
 from .metrics import Snapshot
 from .outcome import Outcome, QueryResult
 

@@ -380,6 +380,18 @@ class GatewayReference(Model):
     )
 
 
+class RouterSettings(Model):
+    """The operator-managed router of provider router (`NAME-router`)."""
+
+    replicas: int = Field(
+        default=2, ge=1, le=10,
+        description=(
+            "Router pods. With 2 or more (the default) a PodDisruptionBudget keeps all but one up, so a node "
+            "drain or a pod restart never leaves the main Service without a router."
+        ),
+    )
+
+
 class TrafficPolicy(Model):
     """How traffic is split between stable and canary."""
 
@@ -403,6 +415,7 @@ class TrafficPolicy(Model):
     gateway: GatewayReference | None = Field(
         default=None, description=f"{GatewayReference.__doc__} Required by, and only used with, provider gateway-api.",
     )
+    router: RouterSettings | None = Field(default=None, description=f"{RouterSettings.__doc__} Used with provider router only.")
     hosts: list[Annotated[str, Field(max_length=253)]] | None = Field(
         default=None, max_length=16,
         description=(

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
-from ..routing.shares import COOKIE, HEADER, Match, match_problems
+from .traffic import COOKIE, HEADER, Match, match_problems
 from .quantity import parse_quantity
 from .redact import is_secret_param
 from .runtimes import DEFAULT_PORT, DEFAULT_PROTOCOL, RuntimeRegistry

@@ -103,7 +103,7 @@ class Operator:
         planned = None
         now = self._clock()
         if rolling_out(body.get("status") or {}) and self._tick_due(key, now):
-            planned = tick(self.client, self.windows, body, now)
+            planned = tick(self.client, self.windows, body, now, self.config.registry)
             with self._guard:
                 self._ticked[key] = now
         status = reconcile(self.client, self.config, body, planned)

@@ -8,16 +8,22 @@ available, so the main Service may move to it) is observed by the caller and car
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..routing.shares import COOKIE, HEADER, Match, Split
+from ..api.traffic import COOKIE, HEADER, Match, Split
 from . import names
 from .deployment import render_deployment
-from .scaling import floor_replicas
+from .scaling import canary_replicas, held_min, render_hpa
 from .target import Target
 
-if TYPE_CHECKING:
-    from ..routing.provider import TrafficProvider
+
+class RendersSplit(Protocol):
+    """What rendering needs of a traffic provider (routing.provider.TrafficProvider, which
+    render/ does not import: routing builds on render, never the other way round)."""
+
+    name: str
+
+    def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,9 @@ class Canary:
 
     weight: the canary's percentage now; matches / mirror: from spec.traffic;
     provider: the traffic provider that renders the split (routing.registry.provider_for);
-    router_available: the router Deployment has available pods (observed; router only).
+    router_available: the main Service may select the router (observed; router only:
+    routing.router.keep_service_on_router); replicas: spec.canary.replicas;
+    running_replicas: what the variants are sized from under autoscaling.
     """
 
     target: Target
@@ -38,7 +46,10 @@ class Canary:
     mirror: bool = False
     replicas: int | None = None
     canary_ready_pods: int = 0  # observed ready pods of the canary Deployment (replicas provider)
-    provider: TrafficProvider = field(kw_only=True)
+    # The stable Deployment's spec.replicas as observed (set by its HPA); None: unknown, and
+    # the variants are sized from the spec (with autoscaling, minReplicas) as before.
+    running_replicas: int | None = None
+    provider: RendersSplit = field(kw_only=True)
 
     @property
     def split(self) -> Split:
@@ -58,15 +69,26 @@ def route_matches(target: Target) -> tuple[tuple[Match, ...], bool]:
 
 
 def render_canary_deployment(canary: Canary, stable: Target) -> dict[str, Any]:
-    """`<name>-canary`: as many pods as stable unless spec.canary.replicas says otherwise.
-
-    With an HPA on stable, the canary gets the HPA's minimum: it takes a fraction of the
-    traffic, and no HPA of its own."""
+    """`<name>-canary`: spec.canary.replicas if set, else scaling.canary_replicas: as many
+    pods as stable, or with an HPA on stable its traffic share of the pods stable runs. It
+    has no HPA of its own: its count follows the weight."""
     manifest = render_deployment(canary.target, names.CANARY)
-    manifest["spec"]["replicas"] = canary.replicas or floor_replicas(stable.spec)
+    manifest["spec"]["replicas"] = canary.replicas or canary_replicas(stable.spec, canary.weight, canary.running_replicas)
     return manifest
 
 
+def render_held_hpa(stable: Target, canary: Canary) -> dict[str, Any] | None:
+    """The stable HPA with minReplicas held at the pods it runs (scaling.held_min), or None."""
+    minimum = held_min(stable.spec, canary.running_replicas)
+    hpa = render_hpa(stable)
+    if hpa is None or minimum is None:
+        return None
+    hpa["spec"]["minReplicas"] = minimum
+    return hpa
+
+
 def render_canary_children(stable: Target, canary: Canary) -> list[dict[str, Any]]:
-    """The canary Deployment, then the provider's objects (which may replace it)."""
-    return [render_canary_deployment(canary, stable), *canary.provider.render(stable, canary)]
+    """The canary Deployment and the held stable HPA, then the provider's objects (which may
+    replace them)."""
+    held = render_held_hpa(stable, canary)
+    return [render_canary_deployment(canary, stable), *([held] if held else []), *canary.provider.render(stable, canary)]

@@ -22,6 +22,10 @@ ROUTER_PORT = 8080
 CONFIG_DIR = "/etc/modeldeploy-router"
 CONFIG_KEY = "nginx.conf"
 ROUTE_ANNOTATION = f"{labels.DOMAIN}/route"
+# The split (weight, mirror) the ConfigMap's route gives: lets "in effect" compare it with the
+# planned one without knowing the namespace and cluster domain its upstreams are named in.
+SPLIT_ANNOTATION = f"{labels.DOMAIN}/route-split"
+DEFAULT_REPLICAS = 2
 
 
 def render_variant_service(target: Target, variant: str) -> dict[str, Any]:
@@ -38,15 +42,25 @@ def render_variant_service(target: Target, variant: str) -> dict[str, Any]:
     }
 
 
-def render_router(target: Target, config_text: str, fingerprint: str, image: str, replicas: int = 1) -> list[dict[str, Any]]:
-    """ConfigMap and Deployment `<name>-router`; its pods carry the variant label `router`.
+def router_replicas(target: Target) -> int:
+    """spec.traffic.router.replicas, else 2: one router pod would be a single point of failure."""
+    traffic = target.spec.traffic
+    return traffic.router.replicas if traffic and traffic.router else DEFAULT_REPLICAS
+
+
+def render_router(
+    target: Target, config_text: str, fingerprint: str, image: str, replicas: int = DEFAULT_REPLICAS, split: str = "",
+) -> list[dict[str, Any]]:
+    """ConfigMap and Deployment `<name>-router`, and its PodDisruptionBudget with 2 pods or more;
+    its pods carry the variant label `router`.
 
     config_text: the nginx.conf; fingerprint: what the router pods answer in
-    X-Modeldeploy-Route once they have loaded it (kept in an annotation)."""
+    X-Modeldeploy-Route once they have loaded it; split: the weight it gives (both kept in
+    annotations)."""
     name = names.variant(target.name, ROUTER)
     router_labels = labels.router(target.name)
     config_meta = target.metadata(name, router_labels)
-    config_meta["annotations"] = {ROUTE_ANNOTATION: fingerprint}
+    config_meta["annotations"] = {ROUTE_ANNOTATION: fingerprint, SPLIT_ANNOTATION: split}
     config = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -93,4 +107,20 @@ def render_router(target: Target, config_text: str, fingerprint: str, image: str
             },
         },
     }
-    return [config, deployment]
+    budget = render_router_pdb(target, replicas)
+    return [config, deployment] if budget is None else [config, deployment, budget]
+
+
+def render_router_pdb(target: Target, replicas: int) -> dict[str, Any] | None:
+    """`maxUnavailable: 1`, only with 2 pods or more: a drain then evicts one router pod at a
+    time and waits for its replacement, so one always serves. minAvailable 1 would say the
+    same with 2 pods, but block every drain with 1 and let all but one go with 3 or more.
+    https://kubernetes.io/docs/tasks/run-application/configure-pdb/"""
+    if replicas < 2:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": target.metadata(names.variant(target.name, ROUTER), labels.router(target.name)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels.selector(target.name, ROUTER)}},
+    }

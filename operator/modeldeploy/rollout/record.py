@@ -16,6 +16,7 @@ from typing import Any
 
 from ..analysis import Check, LatencyQuantile, SuccessRate
 from ..api.spec import Analysis, RolloutPolicy
+from ..api.validate import ResolvedRuntime
 from .plan import TERMINAL, Phase, RolloutState
 from .steps import Pause, SetWeight, Step, weight_steps
 
@@ -24,10 +25,36 @@ REVISION_LENGTH = 10
 
 
 def revision(variant: Mapping[str, Any]) -> str:
-    """Short hash of the canonical JSON of {model, runtime}: equal specs, equal revisions,
-    however the keys were ordered (a GitOps tool may reorder them)."""
-    canonical = json.dumps({"model": variant.get("model"), "runtime": variant.get("runtime")}, sort_keys=True, separators=(",", ":"))
+    """Short hash of the canonical JSON of {model, runtime} and, when the variant carries it,
+    `resolved`: what the runtime registry made of it (image, command, args, env, port,
+    protocol, readiness path, resources), so a registry edit is a new revision that rolls
+    out like a spec change. Equal variants, equal revisions, however the keys were ordered
+    (a GitOps tool may reorder them); a variant without `resolved` hashes as it always has."""
+    payload = {"model": variant.get("model"), "runtime": variant.get("runtime")}
+    if variant.get("resolved") is not None:
+        payload["resolved"] = variant["resolved"]
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_LENGTH]
+
+
+def resolved_of(runtime: ResolvedRuntime) -> dict[str, Any]:
+    """A ResolvedRuntime as it is recorded in status.stable.resolved (JSON, camelCase)."""
+    return {
+        "name": runtime.name, "image": runtime.image, "command": list(runtime.command), "args": list(runtime.args),
+        "env": [dict(e) for e in runtime.env], "port": runtime.port, "protocol": runtime.protocol,
+        "readinessPath": runtime.readiness_path, "resources": {k: dict(v) for k, v in runtime.resources.items()},
+    }
+
+
+def runtime_from(data: Mapping[str, Any]) -> ResolvedRuntime:
+    """The inverse of ``resolved_of``: what the stable Deployment keeps running while a
+    registry edit rolls out as a canary."""
+    return ResolvedRuntime(
+        name=data.get("name"), image=str(data["image"]), command=tuple(data.get("command") or ()),
+        args=tuple(data.get("args") or ()), env=tuple(dict(e) for e in data.get("env") or ()), port=int(data["port"]),
+        protocol=str(data["protocol"]), readiness_path=str(data["readinessPath"]),
+        resources={k: dict(v) for k, v in (data.get("resources") or {}).items()},
+    )
 
 
 def parse_duration(text: str) -> float:

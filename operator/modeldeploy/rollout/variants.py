@@ -11,16 +11,28 @@ stable variant, and the overlay is what rolls out. The stable Deployment is stil
 from status.stable, so after promotion it serves the overlay although spec.model names the
 old model: moving the canary into spec.model and removing spec.canary then changes nothing,
 while removing spec.canary alone asks for spec.model again, a rollout like any other.
+
+Registry edits: with a `resolve` function (registry_resolver), a variant's revision includes
+what the runtime registry resolves it to, and status.stable records that as `resolved`; the
+stable Deployment keeps running the recorded runtime (Variants.stable_runtime) while the
+new resolution rolls out as a canary. A snapshot recorded before `resolved` existed counts
+as resolving the way the registry does now, so upgrading the operator starts no rollout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..api.runtimes import RuntimeRegistry
+from ..api.validate import validate
 from .plan import ACTIVE, Phase, RolloutState
-from .record import epoch, fresh, from_status, revision
+from .record import epoch, fresh, from_status, resolved_of, revision
+
+# variant ({model, runtime}) -> what the registry resolves it to (record.resolved_of), or None
+# when it does not resolve (validation reports why).
+Resolve = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
 
 # After a rollout ends, the Service points at the stable pods at once, but the router and the
 # canary stay this long: connections kube-proxy still sends to the router, and requests the
@@ -41,6 +53,9 @@ class Variants:
     revision: str | None = None
     retiring: bool = False  # the rollout has ended; its canary and router are on their way out
     canary_replicas: int | None = None  # spec.canary.replicas (None: as many as stable)
+    # The runtime the stable Deployment runs (record.runtime_from), when it is rendered from a
+    # snapshot that recorded one; None: resolve stable_spec's runtime from the registry.
+    stable_runtime: Mapping[str, Any] | None = None
 
 
 def variant_of(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,6 +68,47 @@ def target_variant(spec: Mapping[str, Any]) -> dict[str, Any]:
     runtime (a part the canary leaves out is stable's); without spec.canary, ``variant_of``."""
     canary = spec.get("canary") or {}
     return {"model": canary.get("model") or spec.get("model"), "runtime": canary.get("runtime") or spec.get("runtime")}
+
+
+def registry_resolver(name: str, spec: Mapping[str, Any], registry: RuntimeRegistry) -> Resolve:
+    """The `resolve` for ``decide``: a variant of ModelDeployment `name` resolved by `registry`
+    as validate() resolves it for the Deployment that serves it."""
+    def resolve(variant: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        validated, _ = validate(name, with_variant(spec, variant), registry)
+        return resolved_of(validated.runtime) if validated is not None else None
+
+    return resolve
+
+
+def with_resolved(variant: Mapping[str, Any], resolve: Resolve | None) -> dict[str, Any]:
+    """`variant` with its `resolved` part: the recorded one, else what `resolve` says now
+    (a snapshot from before `resolved` counts as resolving as now), else none."""
+    out = dict(variant)
+    if out.get("resolved") is None and resolve is not None:
+        part = resolve({"model": out.get("model"), "runtime": out.get("runtime")})
+        out.pop("resolved", None)
+        if part is not None:
+            out["resolved"] = dict(part)
+    return out
+
+
+def variant_revision(variant: Mapping[str, Any], resolve: Resolve | None) -> str:
+    """record.revision of `variant` resolved; without `resolve`, of {model, runtime} only,
+    even when a snapshot recorded its resolution (a caller that does not resolve compares
+    like with like)."""
+    return revision(with_resolved(variant, resolve) if resolve is not None else variant_of(variant))
+
+
+def desired_revision(spec: Mapping[str, Any], resolve: Resolve | None = None) -> str:
+    """The revision the spec asks to roll out (its target variant, resolved)."""
+    return variant_revision(target_variant(spec), resolve)
+
+
+def same_revision(recorded: str, spec: Mapping[str, Any], resolve: Resolve | None = None) -> bool:
+    """status.rollout.revision `recorded` is the rollout of what the spec asks: the revision
+    with the resolved runtime, or one recorded before revisions included it (a rollout
+    under way when the operator was upgraded goes on)."""
+    return recorded in (desired_revision(spec, resolve), revision(target_variant(spec)))
 
 
 def with_variant(spec: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,13 +131,14 @@ def ended_at(status: Mapping[str, Any], rev: str | None, now: float) -> float:
 
 def decide(
     spec: Mapping[str, Any], status: Mapping[str, Any], *, stable_complete: bool, state: RolloutState | None = None,
-    now: float = 0.0,
+    now: float = 0.0, resolve: Resolve | None = None,
 ) -> Variants:
     """The variants for this pass.
 
     ``stable_complete``: the stable Deployment has rolled out its current template (used to
     record the first snapshot). ``state``: the rollout state just planned by the analysis
-    loop; without it, the one in status.rollout is kept.
+    loop; without it, the one in status.rollout is kept. ``resolve``: what the registry
+    makes of a variant (registry_resolver); None: revisions of {model, runtime} only.
     """
     if not spec.get("rollout"):
         return Variants(stable_spec=spec)
@@ -90,13 +147,13 @@ def decide(
     # implicit canary (reconcile then reuses its validation).
     target = with_variant(spec, target_variant(spec)) if explicit else spec
     replicas = explicit.get("replicas") if explicit else None
-    desired = target_variant(spec)
-    rev = revision(desired)
-    snapshot = status.get("stable")
+    desired = with_resolved(target_variant(spec), resolve)
+    rev = variant_revision(desired, resolve)
+    snapshot = with_resolved(status["stable"], resolve) if status.get("stable") is not None else None
     if snapshot is None:
-        stable = variant_of(spec)
+        stable = with_resolved(variant_of(spec), resolve)
         base = with_variant(spec, stable) if explicit else spec
-        if not stable_complete or revision(stable) == rev:
+        if not stable_complete or variant_revision(stable, resolve) == rev:
             return Variants(stable_spec=base, snapshot=stable if stable_complete else None)
         # A new ModelDeployment with an explicit canary: spec.model is stable from this
         # pass on, and the canary starts rolling out at once.
@@ -104,9 +161,9 @@ def decide(
 
     if state is None and status.get("rollout"):
         recorded, recorded_rev = from_status(status["rollout"])
-        state = recorded if recorded_rev == rev else None
+        state = recorded if same_revision(recorded_rev, spec, resolve) else None
     retiring = state is not None and state.phase not in ACTIVE and now - ended_at(status, rev, now) < RETIRE_SECONDS
-    if revision(snapshot) == rev:
+    if variant_revision(snapshot, resolve) == rev:
         if state is not None and state.phase == Phase.PROMOTING:
             # The stable Deployment is rolling to the promoted revision; the canary keeps
             # all traffic until it has.
@@ -128,4 +185,5 @@ def decide(
     return Variants(
         stable_spec=with_variant(spec, snapshot), canary_spec=canary, snapshot=snapshot, state=state, revision=rev,
         retiring=retiring, canary_replicas=replicas if canary is not None else None,
+        stable_runtime=snapshot.get("resolved") if resolve is not None else None,
     )

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..api.providers import CAPABILITIES, GATEWAY_API, unsupported
 from ..render import labels, names
 from ..render.service import SERVICE_PORT
 from ..render.target import owned_metadata
@@ -40,7 +41,7 @@ from .stored import StoredRoute
 if TYPE_CHECKING:
     from ..api.spec import ModelDeploymentSpec
 
-NAME = "gateway-api"
+NAME = GATEWAY_API
 API_VERSION = "gateway.networking.k8s.io/v1"
 KIND = "HTTPRoute"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -113,7 +114,7 @@ def _problems(
     problems = []
     if not parent_refs:
         problems.append("parent_refs needs at least one Gateway (or Service) to attach to")
-    if any(m.kind == COOKIE for m in matches):
+    if unsupported(CAPABILITIES[NAME], cookies=any(m.kind == COOKIE for m in matches)):
         problems.append("cookie matches are not portable in the Gateway API standard channel "
                         "(header matches are Exact only): use a header match")
     return problems + split_problems(port, weight, matches, mirror)
@@ -150,6 +151,7 @@ class GatewayApi(StoredRoute):
     on the stable pods, for clients that do not come through the Gateway."""
 
     name = NAME
+    capabilities = CAPABILITIES[NAME]
     api_version = API_VERSION
     kind = KIND
 

@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..api.providers import CAPABILITIES, ISTIO
 from ..render import labels, names
 from ..render.service import SERVICE_PORT
 from ..render.target import owned_metadata
@@ -37,7 +38,7 @@ from .stored import StoredRoute
 if TYPE_CHECKING:
     from ..api.spec import ModelDeploymentSpec
 
-NAME = "istio"
+NAME = ISTIO
 API_VERSION = "networking.istio.io/v1"
 KIND = "VirtualService"
 HEADER_ROUTE = "canary-header"
@@ -156,6 +157,7 @@ class Istio(StoredRoute):
     destinations. The main Service stays on the stable pods."""
 
     name = NAME
+    capabilities = CAPABILITIES[NAME]
     api_version = API_VERSION
     kind = KIND
 

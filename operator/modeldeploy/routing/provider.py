@@ -7,18 +7,15 @@ one-file-per-provider factory). PURE: the caller reads the objects a provider `o
 (and asks the pods a `probe` names) and hands them over as `Observed`; nothing here talks
 to the API. The registry of the four providers is routing/registry.py.
 
-| provider    | routes with                                   | weights                    |
-| ----------- | --------------------------------------------- | -------------------------- |
-| router      | an operator-managed nginx (routing/router.py) | exact, 0-100               |
-| replicas    | the main Service over both variants' pods     | pod ratio (routing/replicas.py) |
-| gateway-api | an HTTPRoute on the user's Gateway            | exact, by the gateway      |
-| istio       | a VirtualService                              | exact, by the mesh         |
+What each provider can express (matches, mirror, a Gateway) is `capabilities`, taken from
+the one table in api/providers.py that validation and docs/api.md read too.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..api.providers import Capabilities
 from .shares import ObjectRef, Observed, Probe, Split
 
 if TYPE_CHECKING:
@@ -31,6 +28,7 @@ class TrafficProvider(Protocol):
     """A traffic provider (`spec.traffic.provider`)."""
 
     name: str
+    capabilities: Capabilities
 
     def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
         """The objects that give `canary.split` between the two variants, in apply order.
@@ -40,8 +38,11 @@ class TrafficProvider(Protocol):
         provider resizes both Deployments, the router moves the main Service)."""
         ...
 
-    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
-        """The canary's percent of unmatched requests the rendered objects really give."""
+    def applied_weight(self, spec: ModelDeploymentSpec, split: Split, running_replicas: int | None = None) -> int:
+        """The canary's percent of unmatched requests the rendered objects really give.
+
+        running_replicas: Canary.running_replicas of the same pass (the replicas provider's
+        pod ratio depends on it under autoscaling; the others ignore it)."""
         ...
 
     def observes(self, name: str) -> tuple[ObjectRef, ...]:
@@ -56,9 +57,12 @@ class TrafficProvider(Protocol):
         """The canary can take its first weight (its pods and the provider's objects are up)."""
         ...
 
-    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
-        """The objects observed give `split` now: only then do the request counters measure it."""
+    def in_effect(
+        self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed, running_replicas: int | None = None,
+    ) -> bool:
+        """The objects observed give `split` now: only then do the request counters measure it.
+        running_replicas: as for applied_weight."""
         ...
 
 
-__all__ = ["ObjectRef", "Observed", "Probe", "Split", "TrafficProvider"]
+__all__ = ["Capabilities", "ObjectRef", "Observed", "Probe", "Split", "TrafficProvider"]

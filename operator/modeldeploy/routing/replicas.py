@@ -19,9 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..api.providers import CAPABILITIES, REPLICAS, unsupported
+from ..api.traffic import COOKIE, HEADER
 from ..render import labels, names
 from ..render.deployment import render_deployment
-from ..render.scaling import floor_replicas, render_hpa
+from ..render.scaling import floor_replicas, held_min, render_hpa
 from ..render.service import render_service
 from .shares import ObjectRef, Observed, Probe, Split, percent
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from ..render.canary import Canary
     from ..render.target import Target
 
-NAME = "replicas"
+NAME = REPLICAS
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,9 @@ def pods(spec: ModelDeploymentSpec, weight: int) -> ReplicaSplit:
     always runs (spec.replicas, or with autoscaling the HPA's minimum), except that an HPA
     keeps at least one stable pod (its minReplicas cannot be 0).
 
-    The minimum, not what the HPA runs now: render stays a function of the spec, and a
-    rollout does not grow the fleet. While a weight below 100 holds, the stable HPA is
-    pinned to the stable share (min = max), so the autoscaler cannot undo the ratio;
-    autoscaling resumes when the rollout ends.
+    Used while the pods the HPA runs now are not known (Canary.running_replicas None): the
+    stable HPA is then pinned to the stable share (min = max), so the autoscaler cannot undo
+    the ratio. Once they are known, pods_on_top sizes both variants from them instead.
     """
     total = floor_replicas(spec)
     if total < 1:
@@ -79,6 +80,32 @@ def pods(spec: ModelDeploymentSpec, weight: int) -> ReplicaSplit:
     if spec.autoscaling and split.stable == 0:
         return ReplicaSplit(stable=1, canary=split.canary)
     return split
+
+
+def pods_on_top(running: int, weight: int, max_replicas: int) -> ReplicaSplit:
+    """With autoscaling and the stable's pods observed: stable keeps the `running` pods its
+    HPA gave it and the canary is added beside them, c / (running + c) closest to `weight`
+    from above (never fewer pods than its share needs), at most max(running, maxReplicas)
+    pods, so a high weight costs at most that many extra; the reported weight says what the
+    pods give. Weight 100 (promotion) gives the canary as many pods as stable.
+
+    Why not split `running`: the stable's spec.replicas is then the operator's own output,
+    so the next pass would split a smaller number and shrink the fleet step by step.
+    """
+    running = max(running, 1)
+    if weight <= 0:
+        return ReplicaSplit(stable=running, canary=0)
+    if weight >= 100:
+        return ReplicaSplit(stable=running, canary=running)
+    canary = max(1, -(-running * weight // (100 - weight)))
+    return ReplicaSplit(stable=running, canary=min(canary, max(running, max_replicas)))
+
+
+def share_for(spec: ModelDeploymentSpec, weight: int, running: int | None) -> ReplicaSplit:
+    """pods_on_top under autoscaling once the running pods are known, else `pods`."""
+    if spec.autoscaling is None or running is None:
+        return pods(spec, weight)
+    return pods_on_top(running, weight, spec.autoscaling.max_replicas)
 
 
 def _promoting(stable: Target, canary: Canary) -> bool:
@@ -104,11 +131,18 @@ class ReplicaProvider:
     """The `replicas` provider (see the module docstring)."""
 
     name = NAME
+    capabilities = CAPABILITIES[NAME]
 
     def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
         split = canary.split
-        if split.matches or split.mirror:
-            raise ValueError("the replicas provider splits by pod ratio: it cannot match headers or cookies or mirror")
+        cannot = unsupported(
+            self.capabilities, headers=any(m.kind == HEADER for m in split.matches),
+            cookies=any(m.kind == COOKIE for m in split.matches), mirror=split.mirror,
+        )
+        if cannot:
+            raise ValueError(f"the replicas provider splits by pod ratio: it cannot do {', '.join(cannot)}")
+        if stable.spec.autoscaling is not None and canary.running_replicas is not None:
+            return self._beside_stable(stable, canary)
         share = pods(stable.spec, split.weight)
         canary_pods = render_deployment(canary.target, names.CANARY)
         canary_pods["spec"]["replicas"] = share.canary
@@ -130,8 +164,21 @@ class ReplicaProvider:
             out.append(hpa)
         return [*out, service]
 
-    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
-        return pods(spec, split.weight).weight
+    def _beside_stable(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
+        """Autoscaled, with the stable's pods observed: the canary is added beside them
+        (pods_on_top) and the stable HPA's minimum is held at them (never pinned below)."""
+        share = pods_on_top(canary.running_replicas or 1, canary.split.weight, stable.spec.autoscaling.max_replicas)  # type: ignore[union-attr]
+        canary_pods = render_deployment(canary.target, names.CANARY)
+        canary_pods["spec"]["replicas"] = share.canary
+        service = render_service(stable)
+        service["spec"]["selector"] = labels.serving(stable.name)
+        hpa = render_hpa(stable)
+        if hpa is not None and not _promoting(stable, canary):
+            hpa["spec"]["minReplicas"] = held_min(stable.spec, canary.running_replicas)
+        return [canary_pods, *([hpa] if hpa else []), service]
+
+    def applied_weight(self, spec: ModelDeploymentSpec, split: Split, running_replicas: int | None = None) -> int:
+        return share_for(spec, split.weight, running_replicas).weight
 
     def observes(self, name: str) -> tuple[ObjectRef, ...]:
         return (
@@ -152,10 +199,12 @@ class ReplicaProvider:
         generation = (deployment.get("metadata") or {}).get("generation", 0)
         return (deployment.get("status") or {}).get("observedGeneration", 0) >= generation
 
-    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
+    def in_effect(
+        self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed, running_replicas: int | None = None,
+    ) -> bool:
         """Both Deployments run exactly the split's pods, all ready: the Service then
         spreads requests over them (evenly per pod, so the measured share is close, not exact)."""
-        share = pods(spec, split.weight)
+        share = share_for(spec, split.weight, running_replicas)
         return _holds(observed.get("Deployment", names.variant(name, names.CANARY)), share.canary) and _holds(
             observed.get("Deployment", names.variant(name, names.STABLE)), share.stable
         )

@@ -22,16 +22,20 @@ import hashlib
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from ..api.providers import CAPABILITIES
 from ..render import labels, names
-from ..render.router import ROUTE_ANNOTATION, ROUTER, ROUTER_PORT, render_router, render_variant_service
+from ..render.router import (
+    ROUTE_ANNOTATION, ROUTER, ROUTER_PORT, SPLIT_ANNOTATION, render_router, render_variant_service, router_replicas,
+)
 from ..render.service import SERVICE_PORT, render_service
-from ..status import deployment_ready
+from ..render.readiness import deployment_ready
 from .shares import COOKIE, HEADER_NAME, UPSTREAM_HOST, Match, ObjectRef, Observed, Probe, Split, match_problems
 
 if TYPE_CHECKING:
@@ -210,15 +214,48 @@ def router_route(target: Target, cluster_domain: str, split: Split) -> Route:
     )
 
 
+def split_key(split: Split) -> str:
+    """The routed split in the router ConfigMap's SPLIT_ANNOTATION: "20", or "0+mirror"."""
+    routed = split.routed
+    return f"{routed.weight}+mirror" if routed.mirror else str(routed.weight)
+
+
+def router_available(deployment: Mapping[str, Any] | None) -> bool:
+    """The router Deployment has a pod that answers (status.availableReplicas > 0): enough to
+    send the main Service to it. Not "every pod ready", which turns False whenever one of
+    its pods restarts and would send clients back and forth between router and stable."""
+    return int(((deployment or {}).get("status") or {}).get("availableReplicas") or 0) > 0
+
+
+def service_on_router(name: str, service: Mapping[str, Any] | None) -> bool:
+    """The main Service of ModelDeployment `name` selects the router pods."""
+    return ((service or {}).get("spec") or {}).get("selector") == labels.selector(name, ROUTER)
+
+
+def keep_service_on_router(
+    name: str, router: Mapping[str, Any] | None, service: Mapping[str, Any] | None, retiring: bool = False,
+) -> bool:
+    """Canary.router_available for this pass, from the observed router Deployment and main
+    Service: the Service moves to the router once a router pod is available and, while the
+    rollout runs, stays there even when none is for a moment (a restart, a drain): moving it
+    back to stable would switch every client between variants twice. It returns to stable
+    when the rollout retires, or when the router Deployment is gone."""
+    if retiring or router is None:
+        return False
+    return router_available(router) or service_on_router(name, service)
+
+
 class NginxRouter:
     """The `router` provider: nginx in front of the variant Services, an exact split.
 
-    The main Service moves to the router pods only once the router Deployment is available
-    (observed by the caller: Canary.router_available), so clients never reach a router that
-    cannot answer; until then they keep reaching the stable pods directly.
+    The main Service moves to the router pods only once the router Deployment has an
+    available pod (observed by the caller: Canary.router_available, see
+    keep_service_on_router), so clients never reach a router that cannot answer; until then
+    they keep reaching the stable pods directly.
     """
 
     name = ROUTER
+    capabilities = CAPABILITIES[ROUTER]
 
     def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
         route = router_route(stable, canary.cluster_domain, canary.split.routed)
@@ -228,11 +265,14 @@ class NginxRouter:
         return [
             render_variant_service(stable, names.STABLE),
             render_variant_service(stable, names.CANARY),
-            *render_router(stable, render_nginx_conf(route), route.fingerprint(), canary.router_image),
+            *render_router(
+                stable, render_nginx_conf(route), route.fingerprint(), canary.router_image,
+                router_replicas(stable), split_key(canary.split),
+            ),
             service,
         ]
 
-    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
+    def applied_weight(self, spec: ModelDeploymentSpec, split: Split, running_replicas: int | None = None) -> int:
         return split.routed.weight
 
     def observes(self, name: str) -> tuple[ObjectRef, ...]:
@@ -247,18 +287,27 @@ class NginxRouter:
         return Probe(labels.selector(name, ROUTER), ROUTER_PORT, ROUTE_HEADER)
 
     def canary_ready(self, name: str, observed: Observed) -> bool:
-        service = observed.get("Service", names.service(name)) or {}
         return (
             deployment_ready(observed.get("Deployment", names.variant(name, names.CANARY)))
-            and deployment_ready(observed.get("Deployment", names.variant(name, ROUTER)))
-            and (service.get("spec") or {}).get("selector") == labels.selector(name, ROUTER)
+            and router_available(observed.get("Deployment", names.variant(name, ROUTER)))
+            and service_on_router(name, observed.get("Service", names.service(name)))
         )
 
-    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
-        """Every router pod serves the route of the router ConfigMap (Argo's VerifyWeight):
-        the ConfigMap is rendered from the weight in status in the same pass."""
-        wanted = wanted_route(name, observed)
-        return wanted is not None and observed.served_routes == {wanted}
+    def in_effect(
+        self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed, running_replicas: int | None = None,
+    ) -> bool:
+        """Clients get `split` (Argo's VerifyWeight): the main Service selects the router pods,
+        the router ConfigMap holds the route of `split` (the planned weight, not whatever was
+        last written), and every router pod answers that route."""
+        config = observed.get("ConfigMap", names.variant(name, ROUTER)) or {}
+        annotations = (config.get("metadata") or {}).get("annotations") or {}
+        wanted = annotations.get(ROUTE_ANNOTATION)
+        return (
+            wanted is not None
+            and annotations.get(SPLIT_ANNOTATION) == split_key(split)
+            and observed.served_routes == {wanted}
+            and service_on_router(name, observed.get("Service", names.service(name)))
+        )
 
 
 def wanted_route(name: str, observed: Observed) -> str | None:

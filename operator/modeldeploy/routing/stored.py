@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..render import names
 from ..render.router import render_variant_service
-from ..status import deployment_ready
+from ..render.readiness import deployment_ready
 from .shares import ObjectRef, Observed, Probe, Split
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class StoredRoute:
             self.route(stable.name, stable.namespace, stable.owner_reference(), stable.spec, canary.split, canary.cluster_domain),
         ]
 
-    def applied_weight(self, spec: ModelDeploymentSpec, split: Split) -> int:
+    def applied_weight(self, spec: ModelDeploymentSpec, split: Split, running_replicas: int | None = None) -> int:
         return self.weight_of(self.route("weight", "default", {}, spec, split, "cluster.local"))
 
     def observes(self, name: str) -> tuple[ObjectRef, ...]:
@@ -57,7 +57,9 @@ class StoredRoute:
             observed.get(self.kind, name) is not None
         )
 
-    def in_effect(self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed) -> bool:
+    def in_effect(
+        self, name: str, spec: ModelDeploymentSpec, split: Split, observed: Observed, running_replicas: int | None = None,
+    ) -> bool:
         """The stored object gives the split's weight."""
         stored = observed.get(self.kind, name)
         try:
