@@ -78,7 +78,7 @@ def test_modeldeployment_serves_through_its_service(kube, kube_api, namespace, c
     kube.delete("v1", "Pod", installed_operator.namespace, old_pod)
     new_pod = wait_for(lambda: (p := operator_pod(kube, installed_operator)) and p["metadata"]["name"] != old_pod
                        and condition(p, "Ready").get("status") == "True" and p, 180, what="new operator pod ready")
-    resumed = f"[{namespace}/{name}] Handler 'reconcile_modeldeployment' succeeded"
+    resumed = f"{namespace}/{name}: reconciled (first pass since the operator started)"
     wait_for(lambda: resumed in operator_logs(kube_api, installed_operator, new_pod["metadata"]["name"]), 120, what="resume handled")
     after = kube.get("apps/v1", "Deployment", namespace, f"{name}-stable")
     assert after["metadata"]["generation"] == deployment["metadata"]["generation"]

@@ -71,6 +71,7 @@ class Operator:
         self.workers = Workers(self.queue, self.run, workers=workers, resync=resync, quiet=(ApiError, ReconcileError))
         self._clock = clock
         self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
+        self._seen: set[Key] = set()  # the keys with a successful pass since the start
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -97,6 +98,7 @@ class Operator:
             self.windows.put(key, None)
             with self._guard:
                 self._ticked.pop(key, None)
+                self._seen.discard(key)
             if body is not None:
                 self.client.forget(body["metadata"].get("uid", ""))
             return Result(forget=body is None)
@@ -107,6 +109,12 @@ class Operator:
             with self._guard:
                 self._ticked[key] = now
         status = reconcile(self.client, self.config, body, planned)
+        with self._guard:
+            first = key not in self._seen
+            self._seen.add(key)
+        if first:
+            # One line per ModelDeployment and start: a restarted operator says it caught up.
+            log.info("%s/%s: reconciled (first pass since the operator started)", namespace, name)
         if not rolling_out(status):
             with self._guard:
                 self._ticked.pop(key, None)
