@@ -3,8 +3,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install test unit e2e lint crds run deploy undeploy cluster-up cluster-down cluster-status images load-images bench clean
+.PHONY: help install test unit e2e lint crds run deploy undeploy cluster-up cluster-down cluster-status images load-images bench bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -58,6 +59,9 @@ load-images: ## import the images into the cluster (local containerd, or kind lo
 
 bench: install ## router overhead vs calling the model server directly (p50/p99, needs nginx)
 	$(VENV)/bin/python bench/router_overhead.py
+
+bench-scale: install ## 1,000 ModelDeployments on kwok fake nodes vs the control plane alone (root; --count etc. via BENCH_ARGS)
+	eval "$$(bash hack/cluster-env.sh)" && $(PY) bench/scale.py $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and caches inside the checkout
 	rm -rf $(VENV) .pytest_cache build *.egg-info operator/*.egg-info
