@@ -302,18 +302,18 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.operator = operator
         self.samples: list[tuple[float, Usage]] = []
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             try:
                 self.samples.append((time.monotonic(), self.operator.usage()))
             except (OSError, AttributeError):
                 pass
-            self._stop.wait(1.0)
+            self._done.wait(1.0)
 
     def finish(self) -> dict[str, float]:
-        self._stop.set()
+        self._done.set()
         self.join(5)
         return summarize_usage(self.samples)
 
