@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Cluster test modules run at the same time (pytest-xdist workers); hack/test.sh reads the same variable.
 TEST_WORKERS ?= $(or $(MODELDEPLOY_TEST_WORKERS),3)
+BENCH_ARGS ?=
 
-.PHONY: help install test unit e2e lint crds run deploy undeploy cluster-up cluster-down cluster-status images load-images bench clean
+.PHONY: help install test unit e2e lint crds run deploy undeploy cluster-up cluster-down cluster-status images load-images bench bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -60,6 +61,9 @@ load-images: ## import the images into the cluster (local containerd, or kind lo
 
 bench: install ## router overhead vs calling the model server directly (p50/p99, needs nginx)
 	$(VENV)/bin/python bench/router_overhead.py
+
+bench-scale: install ## 1,000 ModelDeployments on kwok fake nodes vs the control plane alone (root; --count etc. via BENCH_ARGS)
+	eval "$$(bash hack/cluster-env.sh)" && $(PY) bench/scale.py $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and caches inside the checkout
 	rm -rf $(VENV) .pytest_cache build *.egg-info operator/*.egg-info

@@ -14,6 +14,8 @@ main() {
   if [[ ! -d "$STATE" ]]; then log "nothing to stop: $STATE does not exist"; return 0; fi
   exec 9>"$STATE/.lock"
   flock 9
+  # kwok (hack/kwok.sh) is not one of the cluster's components: stop it, drop its route.
+  bash "$HACK_DIR/kwok.sh" down
   cluster_clean
   log "cluster stopped and cleaned up in $(since "$start")"
 }

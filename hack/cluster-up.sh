@@ -10,7 +10,10 @@
 # Env: MODELDEPLOY_STATE (default /var/lib/modeldeploy-cluster), MODELDEPLOY_NODE_IP,
 #      MODELDEPLOY_API_PORT (6443), MODELDEPLOY_ETCD_PORT (2379),
 #      MODELDEPLOY_DNS_UPSTREAM=1 to let CoreDNS forward non-cluster names to the host's
-#      resolvers (off: the cluster then sends no DNS traffic off this machine).
+#      resolvers (off: the cluster then sends no DNS traffic off this machine),
+#      MODELDEPLOY_KUBE_API_QPS / MODELDEPLOY_KUBE_API_BURST: the client limits of
+#      kube-controller-manager and kube-scheduler (--kube-api-qps/--kube-api-burst; their
+#      defaults when unset), raised for the scale bench (bench/scale.py).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-clean.sh"
 
@@ -281,7 +284,16 @@ start_apiserver() {
   wait_daemon kube-apiserver 120 curl_api /readyz
 }
 
+# The control plane's own client limits, only when asked for: the defaults (QPS 20/50,
+# burst 30/100) throttle it long before 2 cores do once thousands of fake pods exist.
+client_limits() {
+  [[ -n "${MODELDEPLOY_KUBE_API_QPS:-}" ]] && echo "--kube-api-qps=$MODELDEPLOY_KUBE_API_QPS"
+  [[ -n "${MODELDEPLOY_KUBE_API_BURST:-}" ]] && echo "--kube-api-burst=$MODELDEPLOY_KUBE_API_BURST"
+  return 0
+}
+
 start_controllers() {
+  local limits; mapfile -t limits < <(client_limits)
   start_daemon kube-controller-manager kube-controller-manager \
     --kubeconfig "$STATE/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
@@ -290,12 +302,12 @@ start_controllers() {
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
     --use-service-account-credentials=true --service-cluster-ip-range "$SERVICE_CIDR" \
-    --profiling=false
+    --profiling=false "${limits[@]}"
   start_daemon kube-scheduler kube-scheduler \
     --kubeconfig "$STATE/scheduler.kubeconfig" \
     --authentication-kubeconfig "$STATE/scheduler.kubeconfig" \
     --authorization-kubeconfig "$STATE/scheduler.kubeconfig" \
-    --bind-address 127.0.0.1 --leader-elect=false --profiling=false
+    --bind-address 127.0.0.1 --leader-elect=false --profiling=false "${limits[@]}"
   wait_daemon kube-controller-manager 60 curl -fsSk --max-time 2 https://127.0.0.1:10257/healthz
   wait_daemon kube-scheduler 60 curl -fsSk --max-time 2 https://127.0.0.1:10259/healthz
 }

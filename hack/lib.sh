@@ -6,6 +6,8 @@ COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 HELM_VERSION="${HELM_VERSION:-v3.19.5}"
 # Prometheus 3.X.Y is published to the Go module proxy as v0.3XX.Y (hack/build-prometheus.sh).
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v3.16.0}"
+# kwok: fake nodes for the scale bench (hack/build-kwok.sh, hack/kwok.sh).
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 MD_CACHE="${MODELDEPLOY_CACHE:-$HOME/.cache/modeldeploy}"
 # One directory per component and version: bumping one rebuilds only that one.
 K8S_BIN="$MD_CACHE/bin/kubernetes-$K8S_VERSION"
@@ -13,6 +15,7 @@ ETCD_BIN="$MD_CACHE/bin/etcd-$ETCD_VERSION"
 COREDNS_BIN="$MD_CACHE/bin/coredns-$COREDNS_VERSION"
 HELM_BIN="$MD_CACHE/bin/helm-$HELM_VERSION"
 PROMETHEUS_BIN="$MD_CACHE/bin/prometheus-$PROMETHEUS_VERSION"
+KWOK_BIN="$MD_CACHE/bin/kwok-$KWOK_VERSION"
 CLUSTER_PATH="$K8S_BIN:$ETCD_BIN:$COREDNS_BIN:$HELM_BIN"
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$HACK_DIR/.." && pwd)"
