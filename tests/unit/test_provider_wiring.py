@@ -227,3 +227,17 @@ def test_turning_autoscaling_on_keeps_the_running_replicas(clock):
     deployment = cluster.objects[("Deployment", "iris-stable")]
     assert deployment["spec"]["replicas"] == 4
     assert [e["manager"] for e in deployment["metadata"]["managedFields"]] == ["modeldeploy-handover"]
+
+
+def test_an_image_runtime_recorded_as_stable_starts_no_rollout(clock):
+    """A runtime given by image has no name: the recorded resolution holds no null (status
+    keeps none), and its revision must still equal the spec's, pass after pass (found on
+    kwok: every such ModelDeployment started a canary of itself)."""
+    runtime = {"image": "example/server:1", "port": 8080, "protocol": "v2"}
+    cluster = Cluster({"model": V1, "runtime": runtime, "replicas": 2, "rollout": {"steps": [{"setWeight": 50}]}})
+    windows = Windows()
+    for _ in range(4):
+        status = run(cluster, windows, clock)
+    assert "resolved" in status["stable"] and "name" not in cluster.md["status"]["stable"]["resolved"]
+    assert "rollout" not in cluster.md["status"], cluster.md["status"].get("rollout")
+    assert ("Deployment", "iris-canary") not in cluster.objects

@@ -32,18 +32,21 @@ def revision(variant: Mapping[str, Any]) -> str:
     (a GitOps tool may reorder them); a variant without `resolved` hashes as it always has."""
     payload = {"model": variant.get("model"), "runtime": variant.get("runtime")}
     if variant.get("resolved") is not None:
-        payload["resolved"] = variant["resolved"]
+        # As status stores it: a merge patch keeps no null (an image runtime has no name).
+        payload["resolved"] = {k: v for k, v in variant["resolved"].items() if v is not None}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_LENGTH]
 
 
 def resolved_of(runtime: ResolvedRuntime) -> dict[str, Any]:
-    """A ResolvedRuntime as it is recorded in status.stable.resolved (JSON, camelCase)."""
-    return {
+    """A ResolvedRuntime as it is recorded in status.stable.resolved (JSON, camelCase; no
+    null, which status could not keep)."""
+    out = {
         "name": runtime.name, "image": runtime.image, "command": list(runtime.command), "args": list(runtime.args),
         "env": [dict(e) for e in runtime.env], "port": runtime.port, "protocol": runtime.protocol,
         "readinessPath": runtime.readiness_path, "resources": {k: dict(v) for k, v in runtime.resources.items()},
     }
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def runtime_from(data: Mapping[str, Any]) -> ResolvedRuntime:
