@@ -29,6 +29,20 @@ def test_no_traffic_before_the_canary_is_ready():
     assert (state.weight, state.step_started) == (20, 5)
 
 
+def test_a_canary_that_never_becomes_ready_fails_at_the_progress_deadline():
+    state = plan(STEPS, RolloutState(), now=100, canary_ready=False, progress_deadline=60)
+    assert state.phase == Phase.PROGRESSING and state.waiting_since == 100
+    state = plan(STEPS, state, now=160, canary_ready=False, progress_deadline=60)
+    assert state.phase == Phase.PROGRESSING
+    state = plan(STEPS, state, now=161, canary_ready=False, progress_deadline=60)
+    assert state.phase == Phase.FAILED and state.weight == 0
+    assert "did not load the model within 60s" in state.message
+    # Ready in time: the wait is over and forgotten.
+    ready = plan(STEPS, plan(STEPS, RolloutState(), now=0, canary_ready=False, progress_deadline=60),
+                 now=50, canary_ready=True, progress_deadline=60)
+    assert ready.waiting_since is None and ready.step_started == 50
+
+
 def test_healthy_canary_walks_every_step_then_promotes():
     s = plan(STEPS, RolloutState(), now=0, canary_ready=True)
     assert s.weight == 20

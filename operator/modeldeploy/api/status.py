@@ -94,6 +94,9 @@ class RolloutStatus(Model):
     )
     last_verdict_at: str | None = Field(default=None, description="End of the last analysis interval counted.")
     paused_at: str | None = Field(default=None, description="When the rollout was paused.")
+    waiting_since: str | None = Field(
+        default=None, description="When the rollout began waiting for the canary pods; past progressDeadlineSeconds it fails.",
+    )
     promote_token: str | None = Field(default=None, description="Last modeldeploy.io/promote value handled.")
     promote_full_token: str | None = Field(default=None, description="Last modeldeploy.io/promote-full value handled.")
     message: str | None = Field(default=None, description="What happened last, or why it rolled back.")

@@ -60,6 +60,7 @@ class RolloutState:
     step: int = 0
     step_started: float | None = None  # None: the step waits for the canary to be ready
     step_routed_at: float | None = None  # when the traffic provider confirmed this step's weight
+    waiting_since: float | None = None  # when the rollout began waiting for the canary pods
     weight: int = 0
     failed_checks: int = 0
     last_verdict_at: float | None = None
@@ -148,10 +149,18 @@ def plan(
 
     if state.step_started is None:
         if not canary_ready:
-            return dataclasses.replace(state, weight=0, message="waiting for the canary pods to load the model")
+            since = state.waiting_since if state.waiting_since is not None else now
+            if now - since > progress_deadline:
+                return dataclasses.replace(
+                    state, phase=Phase.FAILED, weight=0, waiting_since=since,
+                    message=f"the canary pods did not load the model within {progress_deadline:.0f}s",
+                )
+            return dataclasses.replace(state, weight=0, waiting_since=since, message="waiting for the canary pods to load the model")
         first = steps[state.step] if state.step < len(steps) else None
         weight = first.weight if isinstance(first, SetWeight) else state.weight
-        state = dataclasses.replace(state, step_started=now, weight=weight, message=f"step {state.step + 1} of {len(steps)}")
+        state = dataclasses.replace(
+            state, step_started=now, waiting_since=None, weight=weight, message=f"step {state.step + 1} of {len(steps)}",
+        )
 
     if route_in_effect and state.step_routed_at is None and state.weight == applied:
         state = dataclasses.replace(state, step_routed_at=now)

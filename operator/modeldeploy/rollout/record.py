@@ -104,7 +104,8 @@ def epoch(text: str | None) -> float | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
-_TIMES = {"step_started": "stepStartedAt", "step_routed_at": "stepRoutedAt", "last_verdict_at": "lastVerdictAt", "paused_at": "pausedAt"}
+_TIMES = {"step_started": "stepStartedAt", "step_routed_at": "stepRoutedAt", "last_verdict_at": "lastVerdictAt", "paused_at": "pausedAt",
+          "waiting_since": "waitingSince"}
 
 
 def to_status(state: RolloutState, rev: str) -> dict[str, Any]:
