@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
+from .providers import CAPABILITIES, unsupported
 from .traffic import COOKIE, HEADER, Match, match_problems
 from .quantity import parse_quantity
 from .redact import is_secret_param
@@ -154,28 +155,7 @@ def _check_traffic(spec: ModelDeploymentSpec) -> list[Problem]:
         accepted = ", ".join(SUPPORTED_PROVIDERS)
         problems.append(Problem("spec.traffic.provider", f"{provider!r} is not supported; accepted: {accepted}"))
     matches = traffic.match or []
-    if provider == "replicas" and matches:
-        problems.append(Problem(
-            "spec.traffic.match",
-            "the replicas provider splits by pod ratio and cannot route by header or cookie: "
-            "remove it, or use provider router, istio or gateway-api (headers only)",
-        ))
-    if provider == "replicas" and traffic.mirror:
-        problems.append(Problem(
-            "spec.traffic.mirror",
-            "the replicas provider splits by pod ratio and cannot copy requests: remove it, or use provider router, istio or gateway-api",
-        ))
-    if provider == "gateway-api" and traffic.gateway is None:
-        problems.append(Problem(
-            "spec.traffic.gateway",
-            "the gateway-api provider needs the Gateway its HTTPRoute attaches to: set spec.traffic.gateway.name",
-        ))
-    if provider == "gateway-api" and any(m.cookie for m in matches):
-        problems.append(Problem(
-            "spec.traffic.match",
-            "the gateway-api provider matches headers only (a cookie cannot be matched portably): "
-            "use a header match, or provider router or istio",
-        ))
+    problems += _check_capabilities(traffic, provider)
     if provider != "gateway-api" and traffic.gateway is not None:
         problems.append(Problem("spec.traffic.gateway", f"is used by provider gateway-api only, not {provider!r}: remove it"))
     for field in ("hosts", "gateways"):
@@ -188,6 +168,38 @@ def _check_traffic(spec: ModelDeploymentSpec) -> list[Problem]:
         problems.append(Problem("spec.traffic.mirror", "mirror sends clients only stable's answers: remove spec.traffic.match"))
     if spec.rollout is None and (matches or traffic.mirror):
         problems.append(Problem("spec.traffic", "match and mirror act during a rollout: set spec.rollout"))
+    return problems
+
+
+# What spec.traffic asks of a provider, by the names api.providers.unsupported() gives.
+_ASKS = {
+    "header match": ("spec.traffic.match", "match requests by header"),
+    "cookie match": ("spec.traffic.match", "match requests by cookie"),
+    "mirror": ("spec.traffic.mirror", "copy requests to the canary (mirror)"),
+}
+
+
+def _check_capabilities(traffic: Any, provider: str) -> list[Problem]:
+    """What the provider cannot do, read from the one capability table (api/providers.py)
+    that the providers render by: each refusal names the providers that can."""
+    capabilities = CAPABILITIES.get(provider)
+    if capabilities is None:
+        return []
+    matches = traffic.match or []
+    asked = {"headers": any(m.header for m in matches), "cookies": any(m.cookie for m in matches), "mirror": bool(traffic.mirror)}
+    problems = []
+    for what in unsupported(capabilities, **asked):
+        field, verb = _ASKS[what]
+        able = [name for name, other in CAPABILITIES.items() if what not in unsupported(other, **asked)]
+        problems.append(Problem(field, (
+            f"the {provider} provider cannot {verb}: {capabilities.routes_with}; "
+            f"remove it, or use provider {' or '.join(able)}"
+        )))
+    if capabilities.needs_gateway and traffic.gateway is None:
+        problems.append(Problem(
+            "spec.traffic.gateway",
+            f"the {provider} provider needs the Gateway its HTTPRoute attaches to: set spec.traffic.gateway.name",
+        ))
     return problems
 
 
