@@ -679,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rolling > args.count:
         print("--rolling must not exceed --count", file=sys.stderr)
         return 2
+    # A TERM (a timeout, a CI stop) unwinds like an error, so run()'s cleanup removes the
+    # namespace, the fake nodes and the route instead of leaving them in the cluster.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = run(args)
     out = Path(args.out or ROOT / "bench" / "results" / f"scale-{dt.datetime.now():%Y%m%d-%H%M%S}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
