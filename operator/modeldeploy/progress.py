@@ -18,11 +18,11 @@ from pydantic import ValidationError
 
 from .analysis.prometheus import variables
 from .analysis.window import Measure, Scrape, judge, measure
+from .api.runtimes import RuntimeRegistry
 from .api.spec import ModelDeploymentSpec
 from .k8s import Kube
 from .k8s.prometheus import query_checks
 from .k8s.scrape import scrape_pods, served_routes
-from .api.runtimes import RuntimeRegistry
 from .render import labels, names
 from .render.readiness import running_replicas
 from .render.router import CANARY, ROUTE_ANNOTATION

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .api import conditions as c
+from .api.redact import redact
 from .api.validate import Validated, validate
 from .config import OperatorConfig
 from .k8s import ApiError, ChildConflict, Kube
@@ -29,7 +30,6 @@ from .rollout.record import changes, from_status, iso, runtime_from, to_status
 from .rollout.variants import Variants, decide, ended_at, registry_resolver
 from .routing.registry import provider_for
 from .routing.router import keep_service_on_router
-from .api.redact import redact
 from .status import Event, Observed, compute_status, rolled_out, status_patch, transitions
 
 log = logging.getLogger(__name__)

@@ -401,10 +401,6 @@ def transitions(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list
     return events
 
 
-def differs(previous: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    return {k: v for k, v in previous.items() if k != "kopf"} != dict(current)
-
-
 # Kopf's own bookkeeping in status; the operator's patches never touch it.
 KOPF = "kopf"
 

@@ -99,13 +99,6 @@ class Cache:
             del self._objects[kind][key]
             self._unindex(kind, key, old)
 
-    def remove(self, kind: str, namespace: str, name: str) -> None:
-        key = (namespace or "", name)
-        with self._lock:
-            old = self._objects.get(kind, {}).pop(key, None)
-            if old is not None:
-                self._unindex(kind, key, old)
-
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             obj = self._objects.get(kind, {}).get((namespace or "", name))
@@ -133,10 +126,6 @@ class Cache:
     def keys(self, kind: str) -> list[Key]:
         with self._lock:
             return sorted(self._objects.get(kind, {}))
-
-    def count(self) -> dict[str, int]:
-        with self._lock:
-            return {kind: len(objects) for kind, objects in self._objects.items()}
 
     def _index(self, kind: str, key: Key, obj: Mapping[str, Any]) -> None:
         owner = ((obj.get("metadata") or {}).get("labels") or {}).get(md_labels.DEPLOYMENT)

@@ -129,6 +129,3 @@ class WorkQueue(Generic[K]):
         with self._cond:
             return len(self._queue)
 
-    def waiting(self) -> int:
-        with self._cond:
-            return len(self._due)
