@@ -40,7 +40,7 @@ def _operator(args: argparse.Namespace) -> int:
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),
         liveness_endpoint=f"http://{args.liveness}/healthz" if args.liveness else None,
-        memo=kopf.Memo(config=config, workers=args.workers),
+        memo=kopf.Memo(config=config, workers=args.workers, clusterwide=args.all_namespaces),
     )
     return 0
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.controller.cache import Cache
+from modeldeploy.controller.cache import ROUTES, TOMBSTONE_SECONDS, WATCHED, Cache
 from modeldeploy.controller.client import CachedClient, project
+from modeldeploy.controller.manager import Operator
 from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.workers import Result, Workers
 from modeldeploy.k8s import ApiError, ChildConflict
@@ -129,6 +130,28 @@ def test_a_deletion_older_than_the_stored_object_or_of_another_uid_is_ignored():
     cache.remove_object(obj("Deployment", "iris", 10, uid="new"))
     assert cache.get("Deployment", "ml", "iris") is None
     assert cache.list("Deployment", "ml", {"modeldeploy.io/deployment": "iris"}) == []
+
+
+def test_a_list_answer_read_before_a_deletion_cannot_bring_the_object_back():
+    """The start-up listing runs while the watches do: a pod it read (rv 11) may be stored
+    after the watch reported its deletion (rv 12)."""
+    clock = Clock()
+    cache = Cache(clock=clock)
+    cache.remove_object(obj("Pod", "iris-1", 12))
+    assert not cache.put(obj("Pod", "iris-1", 11))
+    assert cache.get("Pod", "ml", "iris-1") is None
+    assert cache.put(obj("Pod", "iris-1", 13, uid="u2"))  # created again under that name
+    assert cache.get("Pod", "ml", "iris-1")["metadata"]["uid"] == "u2"
+
+
+def test_tombstones_are_forgotten_after_a_while():
+    clock = Clock()
+    cache = Cache(clock=clock)
+    cache.remove_object(obj("Pod", "iris-1", 12))
+    clock.now += TOMBSTONE_SECONDS + 1
+    cache.remove_object(obj("Pod", "iris-2", 20))  # any later deletion sweeps the old ones
+    assert cache.put(obj("Pod", "iris-1", 11))
+    assert not cache.put(obj("Pod", "iris-2", 19))
 
 
 def test_what_the_cache_hands_out_cannot_change_what_it_holds():
@@ -340,3 +363,71 @@ def _next(outcomes: list) -> Result:
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
+
+
+# -- the start-up listing -------------------------------------------------------------------
+
+
+class Lister:
+    """Answers list_all from objects by namespace; a kind may answer an error."""
+
+    field_manager = "modeldeploy"
+
+    def __init__(self, objects: list[dict[str, Any]], errors: dict[str, ApiError] | None = None) -> None:
+        self.objects = objects
+        self.errors = errors or {}
+        self.calls: list[tuple[str, str | None]] = []
+
+    def list_all(self, api_version: str, kind: str, namespace: str | None, labels: dict[str, str]) -> list[dict]:
+        self.calls.append((kind, namespace))
+        if kind in self.errors:
+            raise self.errors[kind]
+        return [copy.deepcopy(o) for o in self.objects
+                if o["kind"] == kind and namespace in (None, o["metadata"]["namespace"])]
+
+
+def lister_objects() -> list[dict[str, Any]]:
+    pod = obj("Pod", "iris-1", 3)
+    other = obj("Pod", "iris-1", 4)
+    other["metadata"]["namespace"] = "prod"
+    return [obj("ModelDeployment", "iris", 1, owner=None), obj("Deployment", "iris-stable", 2), pod, other]
+
+
+def test_the_first_pass_in_a_namespace_lists_every_watched_kind_there_once():
+    from modeldeploy.config import OperatorConfig
+
+    kube = Lister(lister_objects(), errors={"HTTPRoute": ApiError(404, "no such resource")})
+    operator = Operator(OperatorConfig(), kube)  # type: ignore[arg-type]
+    operator.list_watched("ml")
+    operator.list_watched("ml")
+    kinds = ["ModelDeployment", *(kind for _, kind in WATCHED + ROUTES)]
+    assert kube.calls == [(kind, "ml") for kind in kinds]
+    assert operator.cache.get("Deployment", "ml", "iris-stable") is not None
+    assert [p["metadata"]["namespace"] for p in operator.cache.list("Pod", "ml", {})] == ["ml"]
+    operator.list_watched("prod")
+    assert kube.calls[len(kinds):] == [(kind, "prod") for kind in kinds]
+
+
+def test_an_operator_of_all_namespaces_lists_everything_once():
+    from modeldeploy.config import OperatorConfig
+
+    kube = Lister(lister_objects())
+    operator = Operator(OperatorConfig(), kube, clusterwide=True)  # type: ignore[arg-type]
+    operator.list_watched("ml")
+    operator.list_watched("prod")
+    assert {namespace for _, namespace in kube.calls} == {None}
+    assert len(kube.calls) == 1 + len(WATCHED + ROUTES)
+    assert operator.cache.get("Pod", "prod", "iris-1") is not None
+
+
+def test_a_listing_that_fails_is_tried_again_by_the_next_pass():
+    from modeldeploy.config import OperatorConfig
+
+    kube = Lister(lister_objects(), errors={"Pod": ApiError(403, "forbidden")})
+    operator = Operator(OperatorConfig(), kube)  # type: ignore[arg-type]
+    with pytest.raises(ApiError):
+        operator.list_watched("ml")
+    del kube.errors["Pod"]
+    operator.list_watched("ml")
+    assert operator.cache.get("Pod", "ml", "iris-1") is not None
+    assert kube.calls.count(("Pod", "ml")) == 2

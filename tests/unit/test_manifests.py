@@ -33,13 +33,14 @@ def test_operator_reads_the_mounted_registry_and_may_read_what_it_watches():
     assert args[args.index("--runtimes") + 1] == f"{mount['mountPath']}/runtimes.yaml"
     rules = manifests[("ClusterRole", "modeldeploy-operator")]["rules"]
     allowed = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    from modeldeploy.handlers import WATCHED
+    from modeldeploy.controller.cache import ROUTES, WATCHED
     from modeldeploy.k8s import Kube
+    from modeldeploy.k8s.client import plural
 
-    for selector in WATCHED:
-        group, plural = (selector[0], selector[2]) if len(selector) == 3 else ("", selector[1])
+    for api_version, kind in WATCHED + ROUTES:
+        group = api_version.rpartition("/")[0]
         for verb in ("list", "watch"):
-            assert (group, plural, verb) in allowed, (group, plural, verb)
+            assert (group, plural(kind), verb) in allowed, (group, plural(kind), verb)
     # patch on the object itself only so that Kopf can remove the finalizer older versions
     # left; the operator's own writes go to status (Kube has no call that patches a ModelDeployment).
     assert ("modeldeploy.io", "modeldeployments", "update") not in allowed

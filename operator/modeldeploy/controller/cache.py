@@ -7,19 +7,42 @@ older than the one stored (by ``metadata.resourceVersion``) is ignored, so a wat
 that arrives after the operator stored the answer of its own write cannot roll it back.
 Objects are indexed by namespace and by the ModelDeployment label, so the lists a pass
 makes (its children, its pods) cost a dictionary look-up.
+
+A deletion leaves a tombstone (the object's last resourceVersion) for TOMBSTONE_SECONDS: a
+list answer read before the deletion but stored after the watch reported it cannot bring
+the object back (the operator lists what it watches when it starts, while the watches run).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..render import labels as md_labels
 
 Key = tuple[str, str]  # (namespace, name)
+# What the operator watches and caches besides ModelDeployments, as (apiVersion, kind),
+# only objects with its managed-by label: its children, to restore hand edits, and their
+# pods, to report why a model is not serving.
+WATCHED: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("v1", "ConfigMap"),
+    ("v1", "Pod"),
+)
+# Children of the gateway-api and istio providers, whose CRDs may be absent.
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("networking.istio.io/v1", "VirtualService"),
+)
 # Kinds whose managedFields are kept (the replicas hand-off to an HPA reads them).
 KEEP_MANAGED_FIELDS = frozenset({"Deployment"})
+TOMBSTONE_SECONDS = 600.0
 
 
 def resource_version(obj: Mapping[str, Any]) -> int | None:
@@ -55,11 +78,14 @@ def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
 class Cache:
     """Thread-safe store of watched objects by kind, namespace and name."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._objects: dict[str, dict[Key, dict[str, Any]]] = {}
         # kind → (namespace, modeldeploy.io/deployment) → names
         self._by_owner: dict[str, dict[Key, set[str]]] = {}
+        # (kind, namespace, name) → (resourceVersion at deletion, when), oldest first
+        self._gone: OrderedDict[tuple[str, str, str], tuple[int, float]] = OrderedDict()
 
     def put(self, obj: Mapping[str, Any]) -> bool:
         """Store ``obj`` unless a newer version is stored; True when stored."""
@@ -69,11 +95,15 @@ class Cache:
             return False
         key = (meta.get("namespace") or "", meta["name"])
         new = slim(obj)
+        new_rv = resource_version(new)
         with self._lock:
+            gone = self._gone.get((kind, *key))
+            if gone is not None and new_rv is not None and new_rv <= gone[0]:
+                return False
             objects = self._objects.setdefault(kind, {})
             old = objects.get(key)
             if old is not None:
-                old_rv, new_rv = resource_version(old), resource_version(new)
+                old_rv = resource_version(old)
                 if old_rv is not None and new_rv is not None and new_rv < old_rv:
                     return False
                 self._unindex(kind, key, old)
@@ -86,18 +116,32 @@ class Cache:
         (the operator re-created it before the watch reported the deletion)."""
         kind, meta = obj.get("kind") or "", obj.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
+        rv = resource_version(obj)
         with self._lock:
+            self._bury(kind, key, rv)
             old = self._objects.get(kind, {}).get(key)
             if old is None:
                 return
             old_meta = old.get("metadata") or {}
             if meta.get("uid") and old_meta.get("uid") and meta["uid"] != old_meta["uid"]:
                 return
-            old_rv, rv = resource_version(old), resource_version(obj)
+            old_rv = resource_version(old)
             if old_rv is not None and rv is not None and old_rv > rv:
                 return
             del self._objects[kind][key]
             self._unindex(kind, key, old)
+
+    def _bury(self, kind: str, key: Key, rv: int | None) -> None:
+        """Record a deletion; forget those older than TOMBSTONE_SECONDS (lock held)."""
+        now = self._clock()
+        while self._gone:
+            oldest = next(iter(self._gone.values()))
+            if now - oldest[1] < TOMBSTONE_SECONDS:
+                break
+            self._gone.popitem(last=False)
+        if rv is not None:
+            self._gone.pop((kind, *key), None)
+            self._gone[(kind, *key)] = (rv, now)
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:

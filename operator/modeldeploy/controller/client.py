@@ -22,17 +22,14 @@ from typing import Any
 from ..api.crd import API_VERSION, KIND
 from ..k8s import ApiError, ChildConflict, Kube
 from ..render import labels
-from .cache import Cache
+from .cache import ROUTES, WATCHED, Cache
 
 _MISSING = "\0missing"
 # The digest of the manifest last applied, so a pass (after a restart too) knows whether the
 # operator still declares the same fields.
 APPLIED = labels.APPLIED
 # The kinds the operator watches, so the cache has every object of theirs it may read.
-CACHED_KINDS = frozenset({
-    "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "Pod",
-    "HTTPRoute", "VirtualService", KIND,
-})
+CACHED_KINDS = frozenset({kind for _, kind in WATCHED + ROUTES} | {KIND})
 
 
 def project(live: Any, desired: Any) -> Any:

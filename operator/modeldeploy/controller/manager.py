@@ -8,6 +8,11 @@
                                                    ▼
                        Workers: run(key) = [tick] + reconcile, reads from the cache only
 
+Before the first pass in a namespace (all namespaces at once when the operator watches all)
+the operator lists every object it watches there into the cache: that pass then sees every
+child and pod that exists, however far the watches have got (client-go's informers wait
+for the same listing: WaitForCacheSync).
+
 A running rollout is advanced (``progress.tick``) by the pass that comes due every
 TICK_SECONDS: the pass asks to be requeued then. Passes triggered by other events in
 between keep the rollout's state as status has it.
@@ -21,14 +26,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..api.crd import KIND
+from ..api.crd import API_VERSION, KIND
 from ..config import OperatorConfig
 from ..k8s import ApiError, Kube
 from ..progress import Windows, tick
 from ..reconcile import ReconcileError, reconcile
 from ..render import labels
 from ..rollout.plan import ACTIVE
-from .cache import Cache, Key
+from .cache import ROUTES, WATCHED, Cache, Key
 from .client import CachedClient
 from .queue import WorkQueue
 from .workers import Result, Workers
@@ -61,9 +66,10 @@ class Operator:
 
     def __init__(
         self, config: OperatorConfig, kube: Kube, *, workers: int = DEFAULT_WORKERS,
-        resync: float = RESYNC_SECONDS, clock: Callable[[], float] = time.time,
+        resync: float = RESYNC_SECONDS, clock: Callable[[], float] = time.time, clusterwide: bool = False,
     ) -> None:
         self.config = config
+        self.kube = kube
         self.cache = Cache()
         self.client = CachedClient(kube, self.cache)
         self.queue: WorkQueue[Key] = WorkQueue()
@@ -75,6 +81,9 @@ class Operator:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._clusterwide = clusterwide
+        self._listed: set[str] = set()  # namespaces listed into the cache ("": all)
+        self._listing = threading.Lock()
 
     # What the watches deliver.
 
@@ -89,10 +98,35 @@ class Operator:
         if key is not None:
             self.queue.add(key)
 
+    def list_watched(self, namespace: str) -> None:
+        """Store every watched object of ``namespace`` (all namespaces when the operator
+        watches all), once; an API error leaves it to be tried again by the next pass."""
+        scope = "" if self._clusterwide else namespace
+        if scope in self._listed:
+            return
+        with self._listing:
+            if scope in self._listed:
+                return
+            started, count = time.monotonic(), 0
+            managed = {labels.MANAGED_BY: labels.MANAGER}
+            for api_version, kind in ((API_VERSION, KIND), *WATCHED, *ROUTES):
+                try:
+                    found = self.kube.list_all(api_version, kind, scope or None, {} if kind == KIND else managed)
+                except ApiError as err:
+                    if err.status == 404 and (api_version, kind) in ROUTES:
+                        continue  # that provider's CRD is not installed
+                    raise
+                for obj in found:
+                    self.cache.put(obj)
+                count += len(found)
+            self._listed.add(scope)
+        log.info("listed %d watched objects in %s in %.1f s", count, scope or "all namespaces", time.monotonic() - started)
+
     # One pass.
 
     def run(self, key: Key) -> Result:
         namespace, name = key
+        self.list_watched(namespace)
         body = self.cache.get(KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.windows.put(key, None)

@@ -150,6 +150,23 @@ class Kube:
         )
         return list((answer or {}).get("items") or [])
 
+    def list_all(
+        self, api_version: str, kind: str, namespace: str | None, labels: Mapping[str, str], page: int = 500,
+    ) -> list[dict[str, Any]]:
+        """Every object of ``kind`` in ``namespace`` (None: in all namespaces) whose labels
+        include ``labels``, read in pages of ``page``; each item carries its kind and
+        apiVersion, which a list answer leaves out."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = {"labelSelector": selector, "limit": str(page), **({"continue": token} if token else {})}
+            answer = self.request("GET", collection_path(api_version, kind, namespace), query=query) or {}
+            items.extend({"apiVersion": api_version, "kind": kind, **item} for item in answer.get("items") or [])
+            token = (answer.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
+
     def apply(self, manifest: Mapping[str, Any], field_manager: str | None = None) -> dict[str, Any]:
         """Server-side apply with the operator's one field manager (or ``field_manager``),
         taking over conflicts.
