@@ -82,9 +82,11 @@ class CachedClient:
 
     # Reads.
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The cached object itself, not a copy (as ``list``): a pass only reads what it
+        gets (copying the Deployments a rollout tick reads was half its time)."""
         if kind in CACHED_KINDS:
-            return self.cache.get(kind, namespace, name)
+            return self.cache.peek(kind, namespace, name)
         return self.kube.get(api_version, kind, namespace, name)
 
     def list(self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
