@@ -26,6 +26,18 @@ _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="modeldeploy-scrap
 T = TypeVar("T")
 
 
+def _session() -> requests.Session:
+    """One session for every scrape: connections to the pods are kept alive between ticks
+    (urllib3's pools are thread-safe; no cookies or auth are kept)."""
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=256, pool_maxsize=4))
+    session.trust_env = False  # pod IPs: never through a proxy from the environment
+    return session
+
+
+_SESSION = _session()
+
+
 class TooLarge(requests.RequestException):
     """The answer is larger than MAX_BYTES."""
 
@@ -64,7 +76,7 @@ def pod_url(pod: Mapping[str, Any], port: int, path: str) -> str | None:
 def scrape_pods(pods: Iterable[Mapping[str, Any]], port: int, session: requests.Session | None = None) -> dict[str, str]:
     """Pod name → /metrics text, for every running pod that answered within TIMEOUT, all
     pods at once."""
-    http = session or requests.Session()
+    http = session or _SESSION
 
     def one(pod: Mapping[str, Any]) -> str | None:
         url = pod_url(pod, port, "/metrics")
@@ -90,7 +102,7 @@ def served_routes(pods: Iterable[Mapping[str, Any]], port: int, header: str, ses
     The router reloads a ConfigMap change only once the kubelet has synced the volume
     (progress.nudge_router hastens that), so a weight is in effect only when every pod says so.
     """
-    http = session or requests.Session()
+    http = session or _SESSION
 
     def one(pod: Mapping[str, Any]) -> object:
         url = pod_url(pod, port, "/healthz")
