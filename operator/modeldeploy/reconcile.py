@@ -186,11 +186,15 @@ def _rollout_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> l
     return [Event(*change) for change in changes(old, from_status(after)[0])]
 
 
-def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick: Tick | None = None) -> dict[str, Any]:
+def reconcile(
+    kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick: Tick | None = None, children: bool = True,
+) -> dict[str, Any]:
     """Bring the children of one ModelDeployment in line with its spec; return the status.
 
     ``tick``: what the analysis loop just planned for the rollout; without it the rollout
     state in status is kept, so every other trigger re-renders the same weight.
+    ``children=False``: a status-only pass, for when only pods changed since a full pass
+    that applied everything: nothing is rendered, applied or pruned.
     """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -213,7 +217,9 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
         if stable is not None and variants.stable_runtime is not None:
             # The runtime the stable revision was recorded with, not what the registry says now.
             stable = Validated(stable.spec, runtime_from(variants.stable_runtime))
-        if stable is not None:
+        if stable is None:
+            validated = None
+        elif children:
             target = Target(name, namespace, meta["uid"], stable.spec, stable.runtime, config.storage_initializer_image)
             canary = None
             if variants.canary_spec is not None and variants.state is not None:
@@ -226,8 +232,6 @@ def reconcile(kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick:
                 conflicts = apply_children(kube, target, canary)
             except ApiError as err:
                 apply_error, apply_code = f"applying the serving objects failed: {err}", err.status
-        else:
-            validated = None
 
     host = names.host(name, namespace, config.cluster_domain)
     served = validated is not None and apply_error is None

@@ -431,3 +431,94 @@ def test_a_listing_that_fails_is_tried_again_by_the_next_pass():
     operator.list_watched("ml")
     assert operator.cache.get("Pod", "ml", "iris-1") is not None
     assert kube.calls.count(("Pod", "ml")) == 2
+
+
+# -- which events make a pass, and which passes are status-only ------------------------------
+
+
+def md(rv: int, generation: int = 1) -> dict[str, Any]:
+    body = obj("ModelDeployment", "iris", rv, owner=None)
+    body["metadata"]["generation"] = generation
+    return body
+
+
+def test_the_watch_echo_of_the_operators_own_write_queues_nothing():
+    from modeldeploy.config import OperatorConfig
+
+    operator = Operator(OperatorConfig(), Lister([]))  # type: ignore[arg-type]
+    operator.cache.put(md(7))  # the answer to the operator's status write
+    operator.observe("MODIFIED", md(7))
+    assert len(operator.queue) == 0
+    operator.observe("MODIFIED", md(8))  # someone else's write
+    assert operator.queue.get(timeout=0) == ("ml", "iris")
+
+
+@pytest.fixture
+def passes(monkeypatch) -> list[bool]:
+    """The ``children`` argument of every reconcile() the operator runs."""
+    from modeldeploy.controller import manager
+
+    seen: list[bool] = []
+
+    def reconcile(client, config, body, planned=None, children=True):
+        seen.append(children)
+        if body["metadata"].get("annotations", {}).get("fail"):
+            raise ApiError(500, "failed")
+        return {}
+    monkeypatch.setattr(manager, "reconcile", reconcile)
+    return seen
+
+
+def test_a_pass_after_only_pod_events_is_status_only(passes):
+    from modeldeploy.config import OperatorConfig
+
+    clock = Clock()
+    operator = Operator(OperatorConfig(), Lister([md(1)]), clock=clock, resync=300)  # type: ignore[arg-type]
+    key = ("ml", "iris")
+    operator.run(key)  # the first pass is a full one
+    operator.observe("MODIFIED", obj("Pod", "iris-1", 10))
+    operator.run(key)
+    operator.observe("MODIFIED", obj("Deployment", "iris-stable", 11))  # a child changed
+    operator.run(key)
+    operator.observe("DELETED", obj("Pod", "iris-1", 12))
+    operator.run(key)
+    assert passes == [True, False, True, False]
+    clock.now += 151  # half a resync period after the last full pass: the next one is full
+    operator.run(key)
+    assert passes[-1] is True
+
+
+def test_after_a_failed_pass_and_after_a_change_during_a_pass_the_next_is_full(passes, monkeypatch):
+    from modeldeploy.config import OperatorConfig
+
+    operator = Operator(OperatorConfig(), Lister([md(1)]))  # type: ignore[arg-type]
+    key = ("ml", "iris")
+    operator.run(key)
+    failing = md(2)
+    failing["metadata"]["annotations"] = {"fail": "yes"}
+    operator.observe("MODIFIED", failing)
+    with pytest.raises(ApiError):
+        operator.run(key)
+    ok = md(3)
+    operator.observe("MODIFIED", ok)
+    del passes[:]
+    operator.observe("MODIFIED", obj("Pod", "iris-1", 4))
+    operator.run(key)  # full: the one before failed (and the ModelDeployment changed)
+    operator.observe("MODIFIED", obj("Pod", "iris-1", 5))
+    operator.run(key)
+    assert passes == [True, False]
+
+    # A child event while a full pass runs: that pass cannot have seen it.
+    from modeldeploy.controller import manager
+
+    def changes_during_the_pass(client, config, body, planned=None, children=True):
+        passes.append(children)
+        operator.observe("MODIFIED", obj("Service", "iris", 100 + len(passes)))
+        return {}
+    operator.observe("MODIFIED", obj("Deployment", "iris-stable", 50))
+    monkeypatch.setattr(manager, "reconcile", changes_during_the_pass)
+    operator.run(key)
+    monkeypatch.setattr(manager, "reconcile", lambda client, config, body, planned=None, children=True: passes.append(children) or {})
+    operator.observe("MODIFIED", obj("Pod", "iris-1", 200))
+    operator.run(key)
+    assert passes[-2:] == [True, True]

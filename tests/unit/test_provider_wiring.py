@@ -241,3 +241,32 @@ def test_an_image_runtime_recorded_as_stable_starts_no_rollout(clock):
     assert "resolved" in status["stable"] and "name" not in cluster.md["status"]["stable"]["resolved"]
     assert "rollout" not in cluster.md["status"], cluster.md["status"].get("rollout")
     assert ("Deployment", "iris-canary") not in cluster.objects
+
+
+def test_a_status_only_pass_reports_a_pod_and_applies_nothing(clock):
+    """children=False (only pods changed since a full pass): status follows the pods, and
+    nothing is rendered, applied or deleted."""
+    cluster = Cluster({"model": V1, "replicas": 2})
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    ready = next(cond for cond in cluster.md["status"]["conditions"] if cond["type"] == "Ready")
+    assert ready["status"] == "True", ready
+    # The pods are replaced and their image cannot be pulled.
+    cluster.objects[("Deployment", "iris-stable")]["status"].update(
+        readyReplicas=0, availableReplicas=0,
+        conditions=[{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+                    {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}])
+    before = copy.deepcopy(cluster.objects)
+    applied: list[str] = []
+    cluster.apply = lambda manifest, field_manager=None: applied.append(manifest["kind"])  # type: ignore[method-assign]
+    cluster.delete = lambda *args: applied.append("delete")  # type: ignore[method-assign]
+    cluster.objects[("Pod", "iris-stable-1")] = {
+        "kind": "Pod", "metadata": {"name": "iris-stable-1", "namespace": "ml", "labels": labels.selector("iris")},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "server", "image": "no/such:image", "state": {
+            "waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]},
+    }
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md), children=False)
+    assert applied == []
+    assert {k: v for k, v in cluster.objects.items() if k[0] != "Pod"} == before
+    ready = next(cond for cond in cluster.md["status"]["conditions"] if cond["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ImageMissing"), ready
+    assert cluster.md["status"].get("url"), "the status-only pass keeps what the full pass reported"

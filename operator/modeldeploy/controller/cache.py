@@ -88,7 +88,8 @@ class Cache:
         self._gone: OrderedDict[tuple[str, str, str], tuple[int, float]] = OrderedDict()
 
     def put(self, obj: Mapping[str, Any]) -> bool:
-        """Store ``obj`` unless a newer version is stored; True when stored."""
+        """Store ``obj`` unless the stored version is as new; True when stored (False for
+        the watch's echo of an object the operator stored from its own write's answer)."""
         kind = obj.get("kind")
         meta = obj.get("metadata") or {}
         if not kind or not meta.get("name"):
@@ -104,7 +105,7 @@ class Cache:
             old = objects.get(key)
             if old is not None:
                 old_rv = resource_version(old)
-                if old_rv is not None and new_rv is not None and new_rv < old_rv:
+                if old_rv is not None and new_rv is not None and new_rv <= old_rv:
                     return False
                 self._unindex(kind, key, old)
             objects[key] = new

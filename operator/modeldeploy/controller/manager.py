@@ -78,6 +78,11 @@ class Operator:
         self._clock = clock
         self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
         self._seen: set[Key] = set()  # the keys with a successful pass since the start
+        self._resync = resync
+        # Status-only passes: a key's count of events of anything but its pods, and that
+        # count and the time when its last full pass started, once that pass succeeded.
+        self._changes: dict[Key, int] = {}
+        self._clean: dict[Key, tuple[int, float]] = {}
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -87,16 +92,21 @@ class Operator:
 
     # What the watches deliver.
 
-    def observe(self, event_type: str | None, obj: Mapping[str, Any], store: bool = True) -> None:
-        """A watch event: update the cache (``store``: also for an object that was not
-        deleted), queue the owner's key."""
+    def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """A watch event: update the cache and queue the owner's key, unless the cache has
+        this very version already (the echo of the operator's own write, whose pass knows
+        what it did). Anything but a pod makes the owner's next pass a full one."""
         if event_type == "DELETED":
             self.cache.remove_object(obj)
-        elif store:
-            self.cache.put(obj)
+        elif not self.cache.put(obj):
+            return
         key = owner_key(obj)
-        if key is not None:
-            self.queue.add(key)
+        if key is None:
+            return
+        if obj.get("kind") != "Pod":
+            with self._guard:
+                self._changes[key] = self._changes.get(key, 0) + 1
+        self.queue.add(key)
 
     def list_watched(self, namespace: str) -> None:
         """Store every watched object of ``namespace`` (all namespaces when the operator
@@ -109,6 +119,7 @@ class Operator:
                 return
             started, count = time.monotonic(), 0
             managed = {labels.MANAGED_BY: labels.MANAGER}
+            listed: list[Key] = []
             for api_version, kind in ((API_VERSION, KIND), *WATCHED, *ROUTES):
                 try:
                     found = self.kube.list_all(api_version, kind, scope or None, {} if kind == KIND else managed)
@@ -118,8 +129,13 @@ class Operator:
                     raise
                 for obj in found:
                     self.cache.put(obj)
+                if kind == KIND:
+                    listed = [key for key in map(owner_key, found) if key is not None]
                 count += len(found)
             self._listed.add(scope)
+        # Their watch events may have come before this listing and found the cache as new.
+        for key in listed:
+            self.queue.add(key)
         log.info("listed %d watched objects in %s in %.1f s", count, scope or "all namespaces", time.monotonic() - started)
 
     # One pass.
@@ -133,17 +149,27 @@ class Operator:
             with self._guard:
                 self._ticked.pop(key, None)
                 self._seen.discard(key)
+                self._changes.pop(key, None)
+                self._clean.pop(key, None)
             if body is not None:
                 self.client.forget(body["metadata"].get("uid", ""))
             return Result(forget=body is None)
         planned = None
         now = self._clock()
-        if rolling_out(body.get("status") or {}) and self._tick_due(key, now):
+        ticking = rolling_out(body.get("status") or {}) and self._tick_due(key, now)
+        with self._guard:
+            changes = self._changes.get(key, 0)
+            clean = self._clean.pop(key, None)
+        # Only pods changed since a full pass that succeeded, within half a resync period
+        # (a resync is always a full pass): nothing to render or apply, status only.
+        full = ticking or clean is None or clean[0] != changes or now - clean[1] >= self._resync / 2
+        if ticking:
             planned = tick(self.client, self.windows, body, now, self.config.registry)
             with self._guard:
                 self._ticked[key] = now
-        status = reconcile(self.client, self.config, body, planned)
+        status = reconcile(self.client, self.config, body, planned, children=full)
         with self._guard:
+            self._clean[key] = (changes, now) if full else clean  # type: ignore[assignment]
             first = key not in self._seen
             self._seen.add(key)
         if first:
@@ -184,6 +210,8 @@ class Operator:
             _ = self.config.registry  # re-reads the file when it changed
             if self.config.runtimes.version != seen:
                 seen = self.config.runtimes.version
+                with self._guard:
+                    self._clean.clear()
                 keys = self.cache.keys(KIND)
                 log.info("runtime registry changed: queueing %d ModelDeployments", len(keys))
                 for key in keys:
