@@ -8,9 +8,11 @@ when it differs, and events are sent only for condition transitions.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -186,15 +188,29 @@ def _rollout_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> l
     return [Event(*change) for change in changes(old, from_status(after)[0])]
 
 
+def render_key(spec: Mapping[str, Any], variants: Variants, config: OperatorConfig) -> str:
+    """A digest of everything the children are rendered from but the cached objects: the
+    spec, the variants this pass chose (the canary's weight included) and the registry."""
+    weight = variants.state.weight if variants.state is not None and not variants.retiring else None
+    parts = [spec, variants.stable_spec, variants.canary_spec, variants.revision, weight, variants.retiring,
+             variants.canary_replicas, variants.stable_runtime, config.runtimes.version,
+             config.router_image, config.storage_initializer_image, config.cluster_domain]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def reconcile(
     kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick: Tick | None = None, children: bool = True,
+    rendered: MutableMapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Bring the children of one ModelDeployment in line with its spec; return the status.
 
     ``tick``: what the analysis loop just planned for the rollout; without it the rollout
     state in status is kept, so every other trigger re-renders the same weight.
-    ``children=False``: a status-only pass, for when only pods changed since a full pass
-    that applied everything: nothing is rendered, applied or pruned.
+    ``children=False``: no child changed since a full pass that applied everything (only
+    pods, or a rollout tick): status only, nothing rendered, applied or pruned, unless
+    ``rendered`` (the render_key of each ModelDeployment's last clean apply, by uid, kept
+    by the caller) shows that what the children are rendered from has changed (a tick
+    moved the weight, a rollout started or ended).
     """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -217,9 +233,10 @@ def reconcile(
         if stable is not None and variants.stable_runtime is not None:
             # The runtime the stable revision was recorded with, not what the registry says now.
             stable = Validated(stable.spec, runtime_from(variants.stable_runtime))
+        key = render_key(spec, variants, config)
         if stable is None:
             validated = None
-        elif children:
+        elif children or (rendered is not None and rendered.get(meta["uid"]) != key):
             target = Target(name, namespace, meta["uid"], stable.spec, stable.runtime, config.storage_initializer_image)
             canary = None
             if variants.canary_spec is not None and variants.state is not None:
@@ -228,10 +245,14 @@ def reconcile(
                 if chosen is not None:
                     canary = _canary(kube, config, target, chosen, variants)
                     applied = canary.provider.applied_weight(target.spec, canary.split, running_replicas=canary.running_replicas)
+            if rendered is not None:
+                rendered.pop(meta["uid"], None)
             try:
                 conflicts = apply_children(kube, target, canary)
             except ApiError as err:
                 apply_error, apply_code = f"applying the serving objects failed: {err}", err.status
+            if rendered is not None and not conflicts and apply_error is None:
+                rendered[meta["uid"]] = key
 
     host = names.host(name, namespace, config.cluster_domain)
     served = validated is not None and apply_error is None

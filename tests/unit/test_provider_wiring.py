@@ -270,3 +270,31 @@ def test_a_status_only_pass_reports_a_pod_and_applies_nothing(clock):
     ready = next(cond for cond in cluster.md["status"]["conditions"] if cond["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "ImageMissing"), ready
     assert cluster.md["status"].get("url"), "the status-only pass keeps what the full pass reported"
+
+
+def test_a_status_only_tick_renders_again_only_when_what_the_children_come_from_changes(clock):
+    """The operator's passes between child events are status-only (children=False), ticks
+    included; ``rendered`` remembers what the last clean apply was rendered from, so a tick
+    that holds the weight applies nothing and one that moves it applies the new split."""
+    cluster, windows, config = Cluster(spec({"provider": "replicas"})), Windows(), OperatorConfig()
+    start(cluster, windows, clock)
+    rendered: dict[str, str] = {}
+    reconcile(cluster, config, copy.deepcopy(cluster.md), rendered=rendered)
+    applied: list[str] = []
+    apply = cluster.apply
+    cluster.apply = lambda manifest, field_manager=None: applied.append(manifest["kind"]) or apply(manifest, field_manager)  # type: ignore[method-assign]
+
+    def status_only_tick() -> dict[str, Any]:
+        clock[0] += 2
+        planned = tick(cluster, windows, copy.deepcopy(cluster.md), clock[0], config.registry)
+        return reconcile(cluster, config, copy.deepcopy(cluster.md), planned, children=False, rendered=rendered)
+    for _ in range(3):
+        status = status_only_tick()
+    assert applied == [] and status["rollout"]["weight"] == 25, status["rollout"]
+
+    cluster.md["metadata"]["annotations"] = {"modeldeploy.io/promote-full": "now"}
+    for _ in range(3):
+        status = status_only_tick()
+    assert status["rollout"]["weight"] == 100, status["rollout"]
+    assert "Deployment" in applied
+    assert cluster.objects[("Deployment", "iris-canary")]["spec"]["replicas"] != 1, "still the 25% split"

@@ -83,6 +83,7 @@ class Operator:
         # count and the time when its last full pass started, once that pass succeeded.
         self._changes: dict[Key, int] = {}
         self._clean: dict[Key, tuple[int, float]] = {}
+        self._rendered: dict[str, str] = {}  # reconcile.render_key of each uid's last clean apply
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -153,6 +154,7 @@ class Operator:
                 self._clean.pop(key, None)
             if body is not None:
                 self.client.forget(body["metadata"].get("uid", ""))
+                self._rendered.pop(body["metadata"].get("uid", ""), None)
             return Result(forget=body is None)
         planned = None
         now = self._clock()
@@ -160,14 +162,15 @@ class Operator:
         with self._guard:
             changes = self._changes.get(key, 0)
             clean = self._clean.pop(key, None)
-        # Only pods changed since a full pass that succeeded, within half a resync period
-        # (a resync is always a full pass): nothing to render or apply, status only.
-        full = ticking or clean is None or clean[0] != changes or now - clean[1] >= self._resync / 2
+        # Only pods changed (or a tick is due) since a full pass that succeeded, within half
+        # a resync period (a resync is always a full pass): status only, unless what the
+        # children are rendered from changed (reconcile compares self._rendered).
+        full = clean is None or clean[0] != changes or now - clean[1] >= self._resync / 2
         if ticking:
             planned = tick(self.client, self.windows, body, now, self.config.registry)
             with self._guard:
                 self._ticked[key] = now
-        status = reconcile(self.client, self.config, body, planned, children=full)
+        status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered)
         with self._guard:
             self._clean[key] = (changes, now) if full else clean  # type: ignore[assignment]
             first = key not in self._seen
