@@ -4,11 +4,13 @@ prints the CustomResourceDefinition generated from the API models."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 import yaml
 
 from . import __version__
+from .config import DEFAULT_WORKERS
 
 
 def _operator(args: argparse.Namespace) -> int:
@@ -35,6 +37,9 @@ def _operator(args: argparse.Namespace) -> int:
         start_http_server(int(port), addr=host or "0.0.0.0")
     # Kopf sets up logging; every line about an object is prefixed with [namespace/name].
     kopf.configure(verbose=args.verbose, debug=args.debug, log_prefix=True)
+    if not (args.verbose or args.debug):
+        # Kopf logs every event handler's success: a line per watch event.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         standalone=True,
         clusterwide=args.all_namespaces,
@@ -67,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--router-image", help="image of the canary traffic router (nginx)")
     run.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster (default: %(default)s)")
     run.add_argument("--liveness", default="0.0.0.0:8080", help="HOST:PORT of the /healthz endpoint ('' to disable)")
-    run.add_argument("--workers", type=int, default=4, help="passes run at once, on as many threads (default: %(default)s)")
+    run.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="passes run at once, on as many threads (default: %(default)s)")
     run.add_argument("--metrics", default="", help="HOST:PORT of the operator's Prometheus /metrics ('' to disable)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.add_argument("--debug", action="store_true")

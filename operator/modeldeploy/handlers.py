@@ -18,9 +18,9 @@ from typing import Any
 import kopf
 
 from .api.crd import GROUP, PLURAL, VERSION
-from .config import OperatorConfig
+from .config import DEFAULT_WORKERS, OperatorConfig
 from .controller.cache import ROUTES, WATCHED
-from .controller.manager import DEFAULT_WORKERS, Operator
+from .controller.manager import Operator
 from .k8s import Kube
 from .render import labels
 

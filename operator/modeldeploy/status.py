@@ -374,15 +374,25 @@ _BAD = {
 }
 
 
+# The ordinary state of a ModelDeployment just created, not news when a condition first
+# appears with it: its pods are on their way.
+_STARTING = frozenset({c.MINIMUM_REPLICAS_UNAVAILABLE, c.DEPLOYMENT_MISSING, c.ROLLOUT_IN_PROGRESS})
+
+
 def transitions(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[Event]:
     """One event per condition whose status or reason changed (InvalidSpec: also message).
 
     Reconciling and Stalled summarise the other conditions, and a rollout's end has its own
     ``Rollout<Phase>`` event: neither repeats what an event already says."""
     before = {cond.get("type"): cond for cond in previous.get("conditions") or ()}
+    now = {cond.get("type"): cond for cond in current.get("conditions") or ()}
+    # "Ready is True" says it all: Available and a complete Progressing come with it.
+    ready_now = now.get(c.READY, {}).get("status") == c.TRUE and before.get(c.READY, {}).get("status") != c.TRUE
     events = []
     for cond in current.get("conditions") or ():
         if cond["type"] in _SUMMARIES or cond["reason"] in _ROLLOUT_ENDED.values():
+            continue
+        if ready_now and cond["reason"] in (c.MINIMUM_REPLICAS_AVAILABLE, c.ROLLOUT_COMPLETE):
             continue
         old = before.get(cond["type"], {})
         key = ("status", "reason", "message") if cond["type"] == c.INVALID_SPEC else ("status", "reason")
@@ -390,6 +400,8 @@ def transitions(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list
             continue
         if cond["type"] == c.INVALID_SPEC and cond["status"] == c.FALSE and not old:
             continue  # a valid first spec is not news
+        if not old and cond["reason"] in _STARTING:
+            continue  # nor is a new ModelDeployment's way to serving (1,000 of them: 3,000 events)
         if cond["type"] != c.INVALID_SPEC and cond["reason"] == c.SPEC_INVALID:
             continue  # the InvalidSpec event already says it, with the problems
         bad = (cond["type"], cond["status"]) in _BAD and cond["reason"] not in (

@@ -186,3 +186,29 @@ def test_timed_pauses_last_their_duration_across_a_pause_resume_and_an_operator_
     # A timer started again by the new operator would end 30 s after it came back.
     assert lasted <= max(30, back) + 6, (lasted, back)
     wait_rollout(kube, namespace, name, 240, "promoted", phase="Succeeded")
+
+
+def test_pods_the_api_refuses_to_create_show_with_the_apis_message(kube, namespace, installed_operator, s3):
+    """PodSecurity `restricted` enforced on the namespace for the length of this test: the
+    model server's pods are refused at creation (ReplicaSet FailedCreate), which status
+    must say, with the API server's words, instead of a silent Pending."""
+    ns_path = f"/api/v1/namespaces/{namespace}"
+    enforce = "pod-security.kubernetes.io/enforce"
+    name = "refused"
+    kube.request("PATCH", ns_path, body={"metadata": {"labels": {enforce: "restricted"}}},
+                 content_type="application/merge-patch+json")
+    try:
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
+                "spec": {"model": model("v1", s3), "replicas": 1}}
+        kube.request("POST", collection_path(API_VERSION, KIND, namespace), body=body)
+
+        def refused() -> dict | None:
+            ready = condition(kube.get_modeldeployment(namespace, name), c.READY)
+            return ready if ready.get("reason") == c.POD_CREATE_FAILED else None
+        ready = wait_for(refused, 180, what="Ready=False, PodCreateFailed")
+        assert ready["status"] == "False", ready
+        assert "PodSecurity" in ready["message"] and "restricted" in ready["message"], ready
+    finally:
+        kube.request("PATCH", ns_path, body={"metadata": {"labels": {enforce: None}}},
+                     content_type="application/merge-patch+json")
+        kube.delete(API_VERSION, KIND, namespace, name)

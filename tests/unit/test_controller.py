@@ -119,7 +119,23 @@ def test_lists_by_owner_label_and_selector_and_drops_managed_fields_but_for_depl
     assert [p["metadata"]["name"] for p in cache.list("Pod", "ml", {"modeldeploy.io/deployment": "iris"})] == ["iris-1", "iris-2"]
     assert cache.list("Pod", "other-ns", {"modeldeploy.io/deployment": "iris"}) == []
     assert "managedFields" not in cache.get("Pod", "ml", "iris-1")["metadata"]
-    assert cache.get("Deployment", "ml", "iris")["metadata"]["managedFields"] == [{"manager": "x"}]
+    assert cache.get("Deployment", "ml", "iris")["metadata"]["managedFields"] == [
+        {"manager": "x", "operation": None, "fieldsV1": {}}]
+
+
+def test_a_deployments_managed_fields_keep_only_who_owns_the_replicas():
+    cache = Cache()
+    deployment = obj("Deployment", "iris", 1)
+    deployment["metadata"]["managedFields"] = [
+        {"manager": "modeldeploy", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:x": {}}}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {"f:replicas": {}}}},
+    ]
+    cache.put(deployment)
+    assert cache.get("Deployment", "ml", "iris")["metadata"]["managedFields"] == [
+        {"manager": "modeldeploy", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {}},
+    ]
+    assert deployment["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"], "the input is not changed"
 
 
 def test_a_deletion_older_than_the_stored_object_or_of_another_uid_is_ignored():
@@ -175,7 +191,7 @@ class Api:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.rv = 100
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, api_version: str, kind: str, namespace: str, name: str, from_watch_cache: bool = False) -> dict[str, Any] | None:
         self.calls.append(("get", kind, name))
         found = self.objects.get((kind, name))
         return copy.deepcopy(found) if found else None
@@ -369,7 +385,7 @@ def _next(outcomes: list) -> Result:
 
 
 class Lister:
-    """Answers list_all from objects by namespace; a kind may answer an error."""
+    """Answers list_pages from objects by namespace; a kind may answer an error."""
 
     field_manager = "modeldeploy"
 
@@ -378,12 +394,12 @@ class Lister:
         self.errors = errors or {}
         self.calls: list[tuple[str, str | None]] = []
 
-    def list_all(self, api_version: str, kind: str, namespace: str | None, labels: dict[str, str]) -> list[dict]:
+    def list_pages(self, api_version: str, kind: str, namespace: str | None, labels: dict[str, str]):
         self.calls.append((kind, namespace))
         if kind in self.errors:
             raise self.errors[kind]
-        return [copy.deepcopy(o) for o in self.objects
-                if o["kind"] == kind and namespace in (None, o["metadata"]["namespace"])]
+        found = [copy.deepcopy(o) for o in self.objects if o["kind"] == kind and namespace in (None, o["metadata"]["namespace"])]
+        yield from ([o] for o in found)  # a page per object
 
 
 def lister_objects() -> list[dict[str, Any]]:

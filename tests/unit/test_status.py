@@ -134,6 +134,18 @@ def test_events_only_on_transitions():
     assert [e.reason for e in transitions(broken, other)] == [c.SPEC_INVALID]
 
 
+def test_a_new_modeldeployment_on_its_way_to_serving_posts_no_event_until_it_serves():
+    starting = deployment(ready=0, available=0, available_cond="False", progressing_reason="ReplicaSetUpdated")
+    first = compute_status({}, Observed(generation=1, deployment=starting), T0)
+    assert conds(first)[c.READY]["reason"] == c.MINIMUM_REPLICAS_UNAVAILABLE
+    assert transitions({}, first) == []
+    serving = compute_status(first, Observed(generation=1, deployment=deployment()), T1)
+    assert [(e.type, e.reason) for e in transitions(first, serving)] == [("Normal", c.SERVING)]
+    # Losing its pods later is news.
+    lost = compute_status(serving, Observed(generation=1, deployment=starting), T1)
+    assert ("Warning", c.MINIMUM_REPLICAS_UNAVAILABLE) in {(e.type, e.reason) for e in transitions(serving, lost)}
+
+
 @pytest.mark.parametrize(
     "invalid,ready,progressing,ever,expected",
     [

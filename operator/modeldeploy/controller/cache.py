@@ -40,7 +40,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("networking.istio.io/v1", "VirtualService"),
 )
-# Kinds whose managedFields are kept (the replicas hand-off to an HPA reads them).
+# Kinds whose managedFields are kept, reduced to who owns spec.replicas (the replicas
+# hand-off to an HPA reads them).
 KEEP_MANAGED_FIELDS = frozenset({"Deployment"})
 TOMBSTONE_SECONDS = 600.0
 
@@ -67,11 +68,18 @@ def plain_copy(value: Any) -> Any:
 
 
 def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain deep copy of a watched object, managedFields dropped where not needed."""
-    out = plain_copy(obj)
-    meta = out.get("metadata")
-    if isinstance(meta, dict) and out.get("kind") not in KEEP_MANAGED_FIELDS:
-        meta.pop("managedFields", None)
+    """A plain deep copy of a watched object without managedFields, but for the entries'
+    manager, operation and whether they own spec.replicas on the kinds that need it."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping) or "managedFields" not in meta:
+        return plain_copy(obj)
+    out = plain_copy({**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}})
+    if out.get("kind") in KEEP_MANAGED_FIELDS:
+        out["metadata"]["managedFields"] = [
+            {"manager": entry.get("manager"), "operation": entry.get("operation"),
+             "fieldsV1": {"f:spec": {"f:replicas": {}}} if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {}) else {}}
+            for entry in meta["managedFields"] or ()
+        ]
     return out
 
 

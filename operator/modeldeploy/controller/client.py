@@ -78,7 +78,9 @@ class CachedClient:
         self._lock = threading.Lock()
         # (kind, namespace, name) → (owner uid, digest of the manifest, answer projected on
         # it, the answer's resourceVersion)
-        self._applied: dict[tuple[str, str, str], tuple[str | None, str, Any, str | None]] = {}
+        # (kind, namespace, name) → (owner uid, manifest digest, digest of the answer's
+        # projection on the manifest's fields, the answer's resourceVersion)
+        self._applied: dict[tuple[str, str, str], tuple[str | None, str, str, str | None]] = {}
 
     # Reads.
 
@@ -109,7 +111,10 @@ class CachedClient:
         key = (kind, namespace, name)
         live = self.cache.peek(kind, namespace, name) if kind in CACHED_KINDS else None
         if live is None and kind in CACHED_KINDS:
-            live = self.kube.get(manifest["apiVersion"], kind, namespace, name)
+            # Whether someone else's object has the name. A read from the watch cache does:
+            # one created a moment before the apply could be missed, but so could one created
+            # between any read and the apply.
+            live = self.kube.get(manifest["apiVersion"], kind, namespace, name, from_watch_cache=True)
         if live is not None and not owned_by(live, owner_uid(manifest)):
             # Not cached: the watches never see such an object go, so it is asked for again.
             raise ChildConflict(kind, namespace, name)
@@ -122,7 +127,7 @@ class CachedClient:
         if field_manager is None:
             with self._lock:
                 self._applied[key] = (
-                    owner_uid(manifest), wanted, project(answer, body), (answer.get("metadata") or {}).get("resourceVersion"),
+                    owner_uid(manifest), wanted, digest(project(answer, body)), (answer.get("metadata") or {}).get("resourceVersion"),
                 )
         return answer
 
@@ -138,7 +143,7 @@ class CachedClient:
                 and (live.get("metadata") or {}).get("resourceVersion") == last[3]:
             return True  # nobody has written the object since the operator applied this manifest
         seen = project(live, body)
-        return seen == body or (last is not None and last[1:3] == (wanted, seen))
+        return seen == body or (last is not None and last[1] == wanted and last[2] == digest(seen))
 
     def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         answer = self.kube.patch(api_version, kind, namespace, name, patch)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..api.crd import API_VERSION, KIND
-from ..config import OperatorConfig
+from ..config import DEFAULT_WORKERS, OperatorConfig
 from ..k8s import ApiError, Kube
 from ..progress import Windows, tick
 from ..reconcile import ReconcileError, reconcile
@@ -41,7 +41,6 @@ from .workers import Result, Workers
 log = logging.getLogger(__name__)
 # How often a running rollout is looked at; analysis intervals (>= 10 s) are measured in ticks.
 TICK_SECONDS = 2.0
-DEFAULT_WORKERS = 4
 RESYNC_SECONDS = 300.0
 REGISTRY_POLL_SECONDS = 5.0
 
@@ -123,16 +122,16 @@ class Operator:
             listed: list[Key] = []
             for api_version, kind in ((API_VERSION, KIND), *WATCHED, *ROUTES):
                 try:
-                    found = self.kube.list_all(api_version, kind, scope or None, {} if kind == KIND else managed)
+                    for page in self.kube.list_pages(api_version, kind, scope or None, {} if kind == KIND else managed):
+                        for obj in page:
+                            self.cache.put(obj)
+                        if kind == KIND:
+                            listed += [key for key in map(owner_key, page) if key is not None]
+                        count += len(page)
                 except ApiError as err:
                     if err.status == 404 and (api_version, kind) in ROUTES:
                         continue  # that provider's CRD is not installed
                     raise
-                for obj in found:
-                    self.cache.put(obj)
-                if kind == KIND:
-                    listed = [key for key in map(owner_key, found) if key is not None]
-                count += len(found)
             self._listed.add(scope)
         # Their watch events may have come before this listing and found the cache as new.
         for key in listed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -140,8 +140,13 @@ class Kube:
 
     # Generic objects.
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.request("GET", f"{collection_path(api_version, kind, namespace)}/{name}")
+    def get(
+        self, api_version: str, kind: str, namespace: str, name: str, from_watch_cache: bool = False,
+    ) -> dict[str, Any] | None:
+        """``from_watch_cache``: served from the API server's watch cache (resourceVersion=0),
+        without a read from etcd; possibly a few milliseconds old."""
+        query = {"resourceVersion": "0"} if from_watch_cache else None
+        return self.request("GET", f"{collection_path(api_version, kind, namespace)}/{name}", query=query)
 
     def list(self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
@@ -150,22 +155,22 @@ class Kube:
         )
         return list((answer or {}).get("items") or [])
 
-    def list_all(
+    def list_pages(
         self, api_version: str, kind: str, namespace: str | None, labels: Mapping[str, str], page: int = 500,
-    ) -> list[dict[str, Any]]:
+    ) -> Iterator[list[dict[str, Any]]]:
         """Every object of ``kind`` in ``namespace`` (None: in all namespaces) whose labels
-        include ``labels``, read in pages of ``page``; each item carries its kind and
+        include ``labels``, a page of ``page`` objects at a time (so a caller that keeps
+        less than whole objects never holds them all); each item carries its kind and
         apiVersion, which a list answer leaves out."""
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        items: list[dict[str, Any]] = []
         token = ""
         while True:
             query = {"labelSelector": selector, "limit": str(page), **({"continue": token} if token else {})}
             answer = self.request("GET", collection_path(api_version, kind, namespace), query=query) or {}
-            items.extend({"apiVersion": api_version, "kind": kind, **item} for item in answer.get("items") or [])
+            yield [{"apiVersion": api_version, "kind": kind, **item} for item in answer.get("items") or []]
             token = (answer.get("metadata") or {}).get("continue") or ""
             if not token:
-                return items
+                return
 
     def apply(self, manifest: Mapping[str, Any], field_manager: str | None = None) -> dict[str, Any]:
         """Server-side apply with the operator's one field manager (or ``field_manager``),
