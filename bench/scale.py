@@ -10,8 +10,9 @@ unreachable route for their pod IPs). The operator is this checkout's, run as a 
 requests it makes are read from its own counter, modeldeploy_operator_api_requests_total.
 
 What is measured, and what each number means:
-  baseline_ready_s    N Deployments (same pods, no operator) until every one has all
-                      replicas ready: the control plane's own time.
+  baseline_ready_s    N Deployments (same pods, no operator), each with a Service and a
+                      PodDisruptionBudget, until every one has all replicas ready: the
+                      control plane's own time for the objects a ModelDeployment has.
   ready_s             N ModelDeployments applied until every one has Ready=True.
   rollout_converged_s M of them given a new model version (spec.rollout: setWeight, then a
                       1 h pause) until every one has status.rollout.phase Progressing or
@@ -187,6 +188,18 @@ def deployment(name: str, replicas: int) -> dict[str, Any]:
             },
         },
     }
+
+
+def service(name: str) -> dict[str, Any]:
+    """The baseline's Service for ``deployment(name)``: a ModelDeployment has one too."""
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+
+
+def disruption_budget(name: str) -> dict[str, Any]:
+    """The baseline's PodDisruptionBudget for ``deployment(name)``, as the operator makes one."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": name}}}}
 
 
 def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
@@ -436,11 +449,19 @@ class Bench:
 
 
 def baseline(api: Api, namespace: str, count: int, replicas: int, log: Callable[[str], None], timeout: float) -> float:
-    """Seconds the control plane alone needs to make ``count`` Deployments fully ready."""
+    """Seconds the control plane alone needs to make ``count`` Deployments fully ready, each
+    with a Service and a PodDisruptionBudget as a ModelDeployment has (a Service's cluster IP
+    allocation is a large part of the control plane's work at this size)."""
     api.create("/api/v1/namespaces", namespace_manifest(namespace))
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     start = time.monotonic()
-    parallel(lambda i: api.create(path, deployment(f"dep-{i:05d}", replicas)), range(count))
+
+    def create(i: int) -> None:
+        name = f"dep-{i:05d}"
+        api.create(path, deployment(name, replicas))
+        api.create(f"/api/v1/namespaces/{namespace}/services", service(name))
+        api.create(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets", disruption_budget(name))
+    parallel(create, range(count))
 
     def ready() -> bool:
         items = api.items(path)
@@ -448,7 +469,7 @@ def baseline(api: Api, namespace: str, count: int, replicas: int, log: Callable[
 
     wait_for(ready, timeout, f"{count} baseline Deployments ready", 2.0)
     elapsed = time.monotonic() - start
-    log(f"baseline: {count} Deployments x {replicas} pods ready in {elapsed:.1f}s (no operator)")
+    log(f"baseline: {count} Deployments x {replicas} pods (with Services, PDBs) ready in {elapsed:.1f}s (no operator)")
     return elapsed
 
 
@@ -656,7 +677,7 @@ def report(results: Mapping[str, Any]) -> str:
         f"control plane client limits: {results['control_plane_client_limits']}",
     ]
     if "baseline_ready_s" in results:
-        lines.append(f"baseline (control plane alone, same Deployments): {results['baseline_ready_s']}s")
+        lines.append(f"baseline (control plane alone, same Deployments, Services, PDBs): {results['baseline_ready_s']}s")
     for _, what, get, target, unit in TARGETS:
         value = get(results)
         lines.append(f"{what:28} {value} {unit} (target < {target})")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from ..api.crd import API_VERSION, KIND, PLURAL
 
@@ -27,6 +28,10 @@ REQUEST_TIMEOUT = 30
 API_REQUESTS = Counter(
     "modeldeploy_operator_api_requests", "Kubernetes API requests sent by the operator's client",
     ["verb", "resource", "manager"],
+)
+API_SECONDS = Histogram(
+    "modeldeploy_operator_api_request_seconds", "Latency of the operator client's Kubernetes API requests",
+    ["verb"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
 
@@ -120,11 +125,13 @@ class Kube:
     ) -> dict[str, Any] | None:
         """One API call; the decoded JSON answer, or None for 404 on GET/DELETE."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        API_REQUESTS.labels(verb(method, path, query), resource_of(path), self.field_manager).inc()
+        kind = verb(method, path, query)
+        API_REQUESTS.labels(kind, resource_of(path), self.field_manager).inc()
         serialized = self.api_client.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers,
             body=body, auth_settings=["BearerToken"],
         )
+        started = time.monotonic()
         try:
             response = self.api_client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
             data = response.read()
@@ -132,6 +139,8 @@ class Kube:
             raise ApiError(err.status or 0, str(err.reason)) from err
         except Exception as err:  # noqa: BLE001 - connection errors of any kind are API errors
             raise ApiError(0, f"{type(err).__name__}: {err}") from err
+        finally:
+            API_SECONDS.labels(kind).observe(time.monotonic() - started)
         if response.status == 404 and method in ("GET", "DELETE"):
             return None
         if response.status >= 300:
