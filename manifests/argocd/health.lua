@@ -28,7 +28,7 @@ if rollout ~= nil and rollout.phase == "Paused" then
 end
 if rollout ~= nil and rollout.phase == "Progressing" and obj.spec.rollout ~= nil and obj.spec.rollout.steps ~= nil then
   local step = obj.spec.rollout.steps[(rollout.step or 0) + 1]
-  if step ~= nil and step.pause ~= nil and step.pause.duration == nil and rollout.stepRoutedAt ~= nil then
+  if step ~= nil and step.pause ~= nil and step.pause.duration == nil then
     hs.status = "Suspended"
     hs.message = "paused at weight " .. tostring(rollout.weight) .. "%: waiting for modeldeploy.io/promote"
     return hs
