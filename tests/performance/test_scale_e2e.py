@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from support import ROOT
+from support import ROOT, run_lock
 
 pytestmark = [pytest.mark.performance, pytest.mark.e2e]
 
@@ -44,7 +44,8 @@ def test_hundred_modeldeployments_on_kwok(kwok: str, tmp_path) -> None:
         "--nodes", "5", "--idle", "15", "--timeout", "300", "--skip-baseline",
         "--operator-log", str(tmp_path / "operator.log"),
     ])
-    results = scale.run(args)
+    with run_lock("kwok"):  # kwok is started and stopped here; another module may use it too
+        results = scale.run(args)
     print(scale.report(results))
 
     # Today's operator needs ~100 s here on 2 idle cores; the bound leaves room for a loaded machine.
