@@ -8,6 +8,7 @@ answers which variant served each one.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.request
@@ -49,12 +50,25 @@ def patch(kube: Kube, namespace: str, name: str, body: dict) -> None:
 
 
 def wait_rollout(kube: Kube, namespace: str, name: str, timeout: float, what: str, **wanted) -> dict:
-    """The status once status.rollout has every ``wanted`` value."""
+    """The status once status.rollout has every ``wanted`` value; a timeout says what status
+    last said (the rollout, the conditions) and what the stable and canary pods were doing."""
+    last: dict = {}
+
     def reached() -> dict | None:
-        status = rollout(kube, namespace, name)
+        status = last["status"] = rollout(kube, namespace, name)
         state = status.get("rollout") or {}
         return status if all(state.get(k) == v for k, v in wanted.items()) else None
-    return wait_for(reached, timeout, interval=1, what=f"{name}: {what}")
+    try:
+        return wait_for(reached, timeout, interval=1, what=f"{name}: {what}")
+    except AssertionError as err:
+        status = last.get("status") or {}
+        pods = [(p["metadata"]["name"], (p.get("status") or {}).get("phase"),
+                 [(c.get("name"), c.get("ready"), c.get("state")) for c in (p.get("status") or {}).get("containerStatuses") or ()])
+                for p in kube.list("v1", "Pod", namespace, {labels.DEPLOYMENT: name})]
+        raise AssertionError(
+            f"{err}\nrollout: {json.dumps(status.get('rollout'))}\nconditions: {json.dumps(status.get('conditions'))}\n"
+            f"pods: {json.dumps(pods, default=str)[:4000]}"
+        ) from None
 
 
 def rollout_events(kube: Kube, namespace: str, name: str) -> list[dict]:
