@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn, TypeVar
 
 import pytest
@@ -46,6 +49,16 @@ def unavailable(reason: str) -> NoReturn:
 # (made in tests/conftest.py's pytest_configure): locks, and what to remove at the end.
 RUN_DIR = "MODELDEPLOY_TEST_RUN_DIR"
 AT_END = "at-end-of-run.jsonl"
+
+
+def bench_scale() -> ModuleType:
+    """bench/scale.py as a module, loaded once: the scale guard runs it, the kwok tests use
+    its kwok helpers and manifests."""
+    if "bench_scale" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "bench" / "scale.py")
+        module = sys.modules["bench_scale"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return sys.modules["bench_scale"]
 
 
 def run_dir() -> Path:

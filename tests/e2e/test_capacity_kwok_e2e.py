@@ -10,22 +10,18 @@ kwok pods answer no scrape, so the rollout stays at its first step, which is wha
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 import time
 
 import pytest
 
 from modeldeploy.api.crd import API_VERSION, KIND
 from modeldeploy.k8s.client import collection_path
-from support import ROOT, run_lock, wait_for
+from support import bench_scale, run_lock, wait_for
 
 pytestmark = [pytest.mark.core, pytest.mark.e2e]
 
-_spec = importlib.util.spec_from_file_location("bench_scale_capacity", ROOT / "bench" / "scale.py")
-scale = sys.modules["bench_scale_capacity"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(scale)
+scale = bench_scale()
 
 PODS, WEIGHT = 20, 34
 

@@ -8,20 +8,16 @@ Skips only when kwok cannot be built (no Go, no module proxy); under CI=true tha
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 
 import pytest
 
-from support import ROOT, run_lock
+from support import bench_scale, run_lock
 
 pytestmark = [pytest.mark.performance, pytest.mark.e2e]
 
-_spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "bench" / "scale.py")
-scale = sys.modules["bench_scale"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(scale)
+scale = bench_scale()
 
 COUNT, ROLLING, REPLICAS = 100, 5, 3
 

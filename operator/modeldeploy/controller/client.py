@@ -76,8 +76,6 @@ class CachedClient:
         self.cache = cache
         self.field_manager = kube.field_manager
         self._lock = threading.Lock()
-        # (kind, namespace, name) → (owner uid, digest of the manifest, answer projected on
-        # it, the answer's resourceVersion)
         # (kind, namespace, name) → (owner uid, manifest digest, digest of the answer's
         # projection on the manifest's fields, the answer's resourceVersion)
         self._applied: dict[tuple[str, str, str], tuple[str | None, str, str, str | None]] = {}

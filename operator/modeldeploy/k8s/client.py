@@ -158,11 +158,7 @@ class Kube:
         return self.request("GET", f"{collection_path(api_version, kind, namespace)}/{name}", query=query)
 
     def list(self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        answer = self.request(
-            "GET", collection_path(api_version, kind, namespace), query={"labelSelector": selector}
-        )
-        return list((answer or {}).get("items") or [])
+        return [item for page in self.list_pages(api_version, kind, namespace, labels) for item in page]
 
     def list_pages(
         self, api_version: str, kind: str, namespace: str | None, labels: Mapping[str, str], page: int = 500,
