@@ -21,7 +21,7 @@ from .api.crd import GROUP, PLURAL, VERSION
 from .config import DEFAULT_WORKERS, OperatorConfig
 from .controller.cache import ROUTES, WATCHED
 from .controller.manager import Operator
-from .k8s import Kube
+from .k8s import LIST_PAGE, Kube
 from .render import labels
 
 MANAGED = f"{labels.MANAGED_BY}={labels.MANAGER}"
@@ -43,6 +43,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.connect_timeout = 10
     settings.watching.server_timeout = 300
     settings.watching.reconnect_backoff = 1.0
+    # Kopf's initial listing, a page at a time: unpaged, the list of every pod the
+    # operator's children run arrives (and is decoded) at once.
+    settings.watching.chunk_size = LIST_PAGE
+    # A per-object worker keeps the object's last event while it idles: after the first
+    # listing, thousands of them at once (5 s by default; the handler takes milliseconds).
+    settings.queueing.idle_timeout = 0.5
     # Watch only the operator's own children, filtered by the API server.
     for selector in WATCHED + ROUTES:
         settings.watching.label_selectors[selector] = MANAGED

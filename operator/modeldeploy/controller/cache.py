@@ -2,7 +2,9 @@
 from the API server (controller-runtime's cache: reads from the cache, writes to the API).
 
 Objects are stored as plain dicts without ``metadata.managedFields`` (most of an object's
-size), except for Deployments, whose field ownership the HPA hand-off needs. An object
+size), except for Deployments, whose field ownership the HPA hand-off needs; pods without
+their spec but for ``nodeName`` (the operator reads a pod's metadata and status only, and
+the spec is most of what is left: 3,000 pods take 25 MB instead of 63 MB). An object
 older than the one stored (by ``metadata.resourceVersion``) is ignored, so a watch event
 that arrives after the operator stored the answer of its own write cannot roll it back.
 Objects are indexed by namespace and by the ModelDeployment label, so the lists a pass
@@ -43,6 +45,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
 # Kinds whose managedFields are kept, reduced to who owns spec.replicas (the replicas
 # hand-off to an HPA reads them).
 KEEP_MANAGED_FIELDS = frozenset({"Deployment"})
+# Kinds stored without their spec, but for these fields.
+SPEC_KEPT = {"Pod": ("nodeName",)}
 TOMBSTONE_SECONDS = 600.0
 
 
@@ -69,7 +73,11 @@ def plain_copy(value: Any) -> Any:
 
 def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A plain deep copy of a watched object without managedFields, but for the entries'
-    manager, operation and whether they own spec.replicas on the kinds that need it."""
+    manager, operation and whether they own spec.replicas on the kinds that need it, and
+    without the parts of its spec no reader needs (SPEC_KEPT)."""
+    kept = SPEC_KEPT.get(obj.get("kind") or "")
+    if kept is not None and isinstance(obj.get("spec"), Mapping):
+        obj = {**obj, "spec": {k: v for k, v in obj["spec"].items() if k in kept}}
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping) or "managedFields" not in meta:
         return plain_copy(obj)

@@ -23,6 +23,8 @@ from ..api.crd import API_VERSION, KIND, PLURAL
 
 _IRREGULAR_PLURALS = {"Endpoints": "endpoints", "Ingress": "ingresses"}
 REQUEST_TIMEOUT = 30
+# Objects per page of a list: what a list holds in memory at once.
+LIST_PAGE = 250
 # Every request the operator's own client sends (Kopf's watches are not counted): what the
 # scale benchmark reads to say how many API calls a pass or a resync costs.
 API_REQUESTS = Counter(
@@ -161,7 +163,7 @@ class Kube:
         return [item for page in self.list_pages(api_version, kind, namespace, labels) for item in page]
 
     def list_pages(
-        self, api_version: str, kind: str, namespace: str | None, labels: Mapping[str, str], page: int = 500,
+        self, api_version: str, kind: str, namespace: str | None, labels: Mapping[str, str], page: int = LIST_PAGE,
     ) -> Iterator[list[dict[str, Any]]]:
         """Every object of ``kind`` in ``namespace`` (None: in all namespaces) whose labels
         include ``labels``, a page of ``page`` objects at a time (so a caller that keeps
