@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= $(or $(MODELDEPLOY_TEST_WORKERS),3)
 BENCH_ARGS ?=
 
-.PHONY: help install test unit e2e lint crds run deploy undeploy cluster-up cluster-down cluster-status images load-images bench bench-scale clean
+.PHONY: help install test unit e2e lint crds manifests chart-lint run deploy undeploy cluster-up cluster-down cluster-status images load-images bench bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -34,15 +34,21 @@ lint: install ## import-linter contracts: pure layers stay free of kopf and the 
 crds: install ## regenerate crds/ from the API models (a unit test fails when it is stale)
 	$(VENV)/bin/modeldeploy crd > crds/modeldeploy.io_modeldeployments.yaml
 
+manifests: install ## render manifests/ (kustomize base) from charts/modeldeploy and copy crds/ into the chart (tests fail when stale)
+	$(VENV)/bin/python hack/render-manifests.py
+
+chart-lint: ## helm lint charts/modeldeploy
+	bash hack/helm.sh lint --strict charts/modeldeploy
+
 run: install ## run the operator locally against the selected cluster, all namespaces
 	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh apply --server-side -f crds/ && \
 	$(VENV)/bin/modeldeploy operator --all-namespaces --liveness 127.0.0.1:8080
 
-deploy: ## install the CRD and the operator (its image) into the selected cluster
-	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh apply --server-side -f crds/ -f manifests/
+deploy: ## install the CRD and the operator (its image) into the selected cluster (kubectl apply -k manifests/; or: helm install, see README)
+	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh apply --server-side -k manifests/
 
 undeploy: ## remove the operator and the CRD (and with it every ModelDeployment)
-	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh delete --ignore-not-found -f manifests/ -f crds/
+	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh delete --ignore-not-found -k manifests/
 
 cluster-up: ## start the local single-node Kubernetes (builds and caches its binaries on first use)
 	bash hack/cluster-up.sh

@@ -40,14 +40,47 @@ def _operator(args: argparse.Namespace) -> int:
     if not (args.verbose or args.debug):
         # Kopf logs every event handler's success: a line per watch event.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    liveness = f"http://{args.liveness}/healthz" if args.liveness else None
+    if args.leader_elect:
+        if not _lead(args):
+            return 2
+        liveness = None  # served by _lead's health server, standby or leader
     kopf.run(
         standalone=True,
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),
-        liveness_endpoint=f"http://{args.liveness}/healthz" if args.liveness else None,
+        liveness_endpoint=liveness,
         memo=kopf.Memo(config=config, workers=args.workers, clusterwide=args.all_namespaces),
     )
     return 0
+
+
+def _lead(args: argparse.Namespace) -> bool:
+    """Wait until this process holds the Lease (False: no namespace for it). /healthz
+    answers meanwhile and after; /readyz only while leading. Losing the Lease ends the
+    process at once: another replica may already be leading."""
+    import os
+
+    from .config import FIELD_MANAGER
+    from .k8s import Kube
+    from .k8s.leader import Leadership, own_namespace
+    from .k8s.probes import serve_health
+
+    namespace = args.leader_elect_namespace or own_namespace()
+    if not namespace:
+        print("modeldeploy: --leader-elect needs --leader-elect-namespace outside a pod", file=sys.stderr)
+        return False
+
+    def lost() -> None:
+        logging.shutdown()
+        os._exit(1)
+
+    leadership = Leadership(Kube.from_environment(FIELD_MANAGER), namespace, args.leader_elect_lease, lost)
+    if args.liveness:
+        serve_health(args.liveness, leadership.leading)
+    leadership.start()
+    leadership.leading.wait()
+    return True
 
 
 def _crd(_: argparse.Namespace) -> int:
@@ -74,6 +107,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--liveness", default="0.0.0.0:8080", help="HOST:PORT of the /healthz endpoint ('' to disable)")
     run.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="passes run at once, on as many threads (default: %(default)s)")
     run.add_argument("--metrics", default="", help="HOST:PORT of the operator's Prometheus /metrics ('' to disable)")
+    run.add_argument("--leader-elect", action="store_true",
+                     help="run only while holding a coordination.k8s.io Lease (for more than one replica); /readyz answers 200 while leading")
+    run.add_argument("--leader-elect-lease", default="modeldeploy-operator", help="the Lease's name (default: %(default)s)")
+    run.add_argument("--leader-elect-namespace", help="the Lease's namespace (default: the pod's own)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.add_argument("--debug", action="store_true")
     run.set_defaults(func=_operator)

@@ -275,6 +275,8 @@ def operator_manifests(namespace: str, image: str) -> list[dict]:
                 subject["namespace"] = namespace
         else:
             meta["namespace"] = namespace
+            for subject in doc.get("subjects") or ():  # the leader election Lease's RoleBinding
+                subject["namespace"] = namespace
         if doc["kind"] == "Deployment":
             container = doc["spec"]["template"]["spec"]["containers"][0]
             container["image"] = image

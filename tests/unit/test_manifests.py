@@ -56,3 +56,25 @@ def test_examples_are_valid_modeldeployments(path):
     doc = yaml.safe_load(path.read_text())
     validated, problems = validate(doc["metadata"]["name"], doc["spec"], load_registry())
     assert problems == [] and validated is not None
+
+
+@pytest.mark.parametrize("copy, source", [
+    ("charts/modeldeploy/crds/modeldeploy.io_modeldeployments.yaml", "crds/modeldeploy.io_modeldeployments.yaml"),
+    ("manifests/modeldeploy.io_modeldeployments.yaml", "crds/modeldeploy.io_modeldeployments.yaml"),
+    ("charts/modeldeploy/files/runtimes.yaml", "operator/modeldeploy/runtimes.yaml"),
+])
+def test_the_chart_and_manifests_carry_the_crd_and_the_default_registry_unchanged(copy, source):
+    assert (ROOT / copy).read_text() == (ROOT / source).read_text(), f"{copy} is stale: make manifests"
+
+
+def test_the_operator_is_granted_no_verb_it_never_uses():
+    """The operator writes by server-side apply (patch; create when apply creates), merge
+    patches (status, router pods' annotation) and deletes (pruning), and posts core v1
+    Events; nothing of it (nor of Kopf, standalone) sends a PUT or uses events.k8s.io."""
+    rules = docs()[("ClusterRole", "modeldeploy-operator")]["rules"]
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert {v for _, _, v in granted} <= {"get", "list", "watch", "create", "patch", "delete"}
+    assert not [g for g, _, _ in granted if g == "events.k8s.io"]
+    assert {v for g, r, v in granted if r == "events"} == {"create"}
+    source = "\n".join(p.read_text() for p in (ROOT / "operator" / "modeldeploy").rglob("*.py"))
+    assert '"PUT"' not in source.replace('{"POST": "create", "PUT": "update", "DELETE": "delete"}', "")

@@ -1,0 +1,116 @@
+"""The Helm chart (charts/modeldeploy) on the cluster: `helm lint`, manifests/ rendered
+from it and not stale, and a release's whole life: `helm install` scoped to one namespace
+(a Role there, no cluster-wide write), an operator that reconciles; `helm upgrade` with a
+runtime added in values reaching the running operator without a restart; `helm rollback`;
+`helm uninstall` leaving no operator object behind but the CRD (as Helm does).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modeldeploy.api import conditions as c
+from modeldeploy.api.crd import API_VERSION, KIND
+from modeldeploy.k8s.client import collection_path
+from support import condition, wait_for
+
+pytestmark = [pytest.mark.packaging, pytest.mark.e2e]
+
+ROOT = Path(__file__).parents[2]
+CHART = ROOT / "charts" / "modeldeploy"
+RELEASE = "modeldeploy"
+OPERATOR = "modeldeploy-operator"
+
+
+def helm(kube_api, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KUBECONFIG": kube_api.kubeconfig}
+    done = subprocess.run(["bash", str(ROOT / "hack" / "helm.sh"), *args], env=env, text=True, capture_output=True)
+    if check:
+        assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def test_the_chart_lints_and_manifests_are_rendered_from_it(kube_api, tmp_path):
+    helm(kube_api, "lint", "--strict", str(CHART))
+    out = tmp_path / "manifests"
+    subprocess.run([sys.executable, str(ROOT / "hack" / "render-manifests.py"), str(out)], check=True)
+    for name in ("operator.yaml", "kustomization.yaml", "modeldeploy.io_modeldeployments.yaml"):
+        assert (out / name).read_text() == (ROOT / "manifests" / name).read_text(), f"manifests/{name} is stale: make manifests"
+
+
+def test_a_typo_in_values_fails_the_install_with_a_message_naming_it(kube_api, namespace):
+    done = helm(kube_api, "install", RELEASE, str(CHART), "-n", namespace, "--set", "replicsa=2", "--dry-run", check=False)
+    assert done.returncode != 0 and "replicsa" in done.stderr, done.stderr
+    done = helm(kube_api, "install", RELEASE, str(CHART), "-n", namespace, "--set", "watch.allNamespaces=false", "--dry-run", check=False)
+    assert done.returncode != 0 and "/watch/namespaces" in done.stderr, done.stderr
+
+
+def _modeldeployment(kube, namespace: str, name: str, fmt: str) -> None:
+    kube.request("POST", collection_path(API_VERSION, KIND, namespace), body={
+        "apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
+        "spec": {"model": {"uri": "pvc://models/echo", "format": fmt}},
+    })
+
+
+def _invalid(kube, namespace: str, name: str) -> str | None:
+    return condition(kube.get_modeldeployment(namespace, name) or {}, c.INVALID_SPEC).get("status")
+
+
+def test_install_upgrade_rollback_uninstall(kube, kube_api, crd, namespace, operator_image, tmp_path):
+    repository, _, tag = operator_image.rpartition(":")
+    scoped = ["-n", namespace, "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{namespace}}}",
+              "--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--wait", "--timeout", "180s"]
+    helm(kube_api, "install", RELEASE, str(CHART), *scoped)
+    try:
+        # Scoped: a Role in the namespace; the one ClusterRole grants reads of cluster-scoped kinds only.
+        role = kube.get("rbac.authorization.k8s.io/v1", "Role", namespace, OPERATOR)
+        assert role is not None
+        cluster_role = kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", "", f"{OPERATOR}-{namespace}")
+        verbs = {v for rule in cluster_role["rules"] for v in rule["verbs"]}
+        assert verbs <= {"get", "list", "watch"}, cluster_role["rules"]
+        assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {"customresourcedefinitions", "namespaces"}
+
+        # The installed operator reconciles: a format no runtime serves is refused.
+        _modeldeployment(kube, namespace, "custom", "custom-format")
+        wait_for(lambda: _invalid(kube, namespace, "custom") == "True", 120, what="InvalidSpec on custom")
+        pod = wait_for(lambda: next(iter(kube.list("v1", "Pod", namespace, {"app.kubernetes.io/component": "operator", "app.kubernetes.io/instance": RELEASE})), None),
+                       30, what="the operator pod")
+
+        # helm upgrade adds a runtime for that format: the running operator picks it up.
+        runtime = {"name": "custom", "image": operator_image, "formats": ["custom-format"]}
+        values = tmp_path / "values.yaml"
+        values.write_text(yaml.safe_dump({"runtimes": {"extra": [runtime]}}))
+        helm(kube_api, "upgrade", RELEASE, str(CHART), *scoped, "-f", str(values))
+        registry = yaml.safe_load(kube.get("v1", "ConfigMap", namespace, "modeldeploy-runtimes")["data"]["runtimes.yaml"])
+        assert registry["runtimes"][0] == runtime and len(registry["runtimes"]) == 5
+        # The kubelet refreshes a ConfigMap volume within its sync period (about a minute).
+        wait_for(lambda: _invalid(kube, namespace, "custom") == "False", 240, interval=2, what="custom valid after the upgrade")
+        now = kube.get("v1", "Pod", namespace, pod["metadata"]["name"])
+        assert now is not None and now["metadata"]["uid"] == pod["metadata"]["uid"], "the operator pod was replaced"
+        assert all(s.get("restartCount", 0) == 0 for s in now["status"].get("containerStatuses") or ()), "the operator restarted"
+
+        # helm rollback: revision 1's registry again.
+        helm(kube_api, "rollback", RELEASE, "1", "-n", namespace, "--wait", "--timeout", "180s")
+        registry = yaml.safe_load(kube.get("v1", "ConfigMap", namespace, "modeldeploy-runtimes")["data"]["runtimes.yaml"])
+        assert [r["name"] for r in registry["runtimes"]] == ["sklearn", "xgboost", "lightgbm", "onnx"]
+    finally:
+        helm(kube_api, "uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "120s")
+
+    # Nothing of the operator is left; the CRD (and with it the ModelDeployments) is kept.
+    left = {(kind, name) for api_version, kind, ns, name in (
+        ("apps/v1", "Deployment", namespace, OPERATOR), ("v1", "ServiceAccount", namespace, OPERATOR),
+        ("v1", "ConfigMap", namespace, "modeldeploy-runtimes"), ("v1", "Service", namespace, f"{OPERATOR}-metrics"),
+        ("rbac.authorization.k8s.io/v1", "Role", namespace, OPERATOR),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding", namespace, OPERATOR),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole", "", f"{OPERATOR}-{namespace}"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", f"{OPERATOR}-{namespace}"),
+    ) if kube.get(api_version, kind, ns, name) is not None}
+    assert left == set()
+    assert kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", crd["metadata"]["name"]) is not None
+    assert kube.get_modeldeployment(namespace, "custom") is not None
