@@ -40,6 +40,8 @@ def _operator(args: argparse.Namespace) -> int:
     if not (args.verbose or args.debug):
         # Kopf logs every event handler's success: a line per watch event.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # The client's leader election logs every renewal and every look at the Lease.
+        logging.getLogger("leaderelection").setLevel(logging.WARNING)
     liveness = f"http://{args.liveness}/healthz" if args.liveness else None
     if args.leader_elect:
         if not _lead(args):

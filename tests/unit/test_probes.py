@@ -35,3 +35,43 @@ def test_a_standby_is_healthy_but_not_ready_and_the_leader_is_both():
         assert _get(port, "/other") == 404
     finally:
         server.shutdown()
+
+
+def test_a_lease_request_that_fails_is_a_failed_attempt_not_the_end_of_the_election():
+    """The API is a stub that raises as a timed-out or refused request does (the election's
+    answer to a real cluster's Lease is shown by tests/e2e/test_ha_e2e.py)."""
+    import urllib3
+    from kubernetes.leaderelection import electionconfig, leaderelection
+
+    from modeldeploy.k8s.leader import _Lock
+
+    calls: list[tuple[str, object]] = []
+
+    class Failing:
+        def _fail(self, name: str, kwargs: dict) -> None:
+            calls.append((name, kwargs.get("_request_timeout")))
+            raise urllib3.exceptions.ReadTimeoutError(None, "/lease", "read timed out")
+
+        def read_namespaced_lease(self, *_, **kwargs):
+            self._fail("read", kwargs)
+
+        def replace_namespaced_lease(self, *_, **kwargs):
+            self._fail("replace", kwargs)
+
+        def create_namespaced_lease(self, *_, **kwargs):
+            self._fail("create", kwargs)
+
+    lock = _Lock("modeldeploy-operator", "ns", "me", Failing(), timeout=2)
+    election = leaderelection.LeaderElection(electionconfig.Config(
+        lock=lock, lease_duration=10, renew_deadline=7, retry_period=2,
+        onstarted_leading=lambda: None, onstopped_leading=lambda: None))
+    assert election.try_acquire_or_renew() is False
+    lock.lease_reference = object.__new__(type("Lease", (), {"spec": None}))
+    assert lock.update("modeldeploy-operator", "ns", election.observed_record or _record()) is False
+    assert calls and all(timeout == 2 for _, timeout in calls), calls
+
+
+def _record():
+    from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
+
+    return LeaderElectionRecord("me", "10", "2026-01-01 00:00:00", "2026-01-01 00:00:00")
