@@ -36,7 +36,12 @@ def _operator(args: argparse.Namespace) -> int:
         host, _, port = args.metrics.rpartition(":")
         start_http_server(int(port), addr=host or "0.0.0.0")
     # Kopf sets up logging; every line about an object is prefixed with [namespace/name].
-    kopf.configure(verbose=args.verbose, debug=args.debug, log_prefix=True)
+    kopf.configure(verbose=args.verbose, debug=args.debug, log_prefix=args.log_format == "text",
+                   log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL)
+    from .controller.telemetry import KeyFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(KeyFilter())  # a pass's lines name its ModelDeployment, as Kopf's do
     if not (args.verbose or args.debug):
         # Kopf logs every event handler's success: a line per watch event.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -113,6 +118,9 @@ def parser() -> argparse.ArgumentParser:
                      help="run only while holding a coordination.k8s.io Lease (for more than one replica); /readyz answers 200 while leading")
     run.add_argument("--leader-elect-lease", default="modeldeploy-operator", help="the Lease's name (default: %(default)s)")
     run.add_argument("--leader-elect-namespace", help="the Lease's namespace (default: the pod's own)")
+    run.add_argument("--log-format", choices=("text", "json"), default="text",
+                     help="text: [namespace/name] before a line about a ModelDeployment; json: one object per line, "
+                     "that ModelDeployment under `object` (default: %(default)s)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.add_argument("--debug", action="store_true")
     run.set_defaults(func=_operator)

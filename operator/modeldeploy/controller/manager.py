@@ -36,6 +36,7 @@ from ..rollout.plan import ACTIVE
 from .cache import ROUTES, WATCHED, Cache, Key
 from .client import CachedClient
 from .queue import WorkQueue
+from .telemetry import CURRENT, Telemetry
 from .workers import Result, Workers
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,9 @@ class Operator:
         self.kube = kube
         self.cache = Cache()
         self.client = CachedClient(kube, self.cache)
-        self.queue: WorkQueue[Key] = WorkQueue()
+        self.queue: WorkQueue[Key] = WorkQueue(report=True)
         self.windows = Windows()
+        self.telemetry = Telemetry()
         self.workers = Workers(self.queue, self.run, workers=workers, resync=resync, quiet=(ApiError, ReconcileError))
         self._clock = clock
         self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
@@ -141,6 +143,13 @@ class Operator:
     # One pass.
 
     def run(self, key: Key) -> Result:
+        token = CURRENT.set(key)
+        try:
+            return self._run(key)
+        finally:
+            CURRENT.reset(token)
+
+    def _run(self, key: Key) -> Result:
         namespace, name = key
         self.list_watched(namespace)
         body = self.cache.get(KIND, namespace, name)
@@ -151,6 +160,7 @@ class Operator:
                 self._seen.discard(key)
                 self._changes.pop(key, None)
                 self._clean.pop(key, None)
+            self.telemetry.forget(key)
             if body is not None:
                 self.client.forget(body["metadata"].get("uid", ""))
                 self._rendered.pop(body["metadata"].get("uid", ""), None)
@@ -170,6 +180,7 @@ class Operator:
             with self._guard:
                 self._ticked[key] = now
         status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered)
+        self.telemetry.update(key, status)
         with self._guard:
             self._clean[key] = (changes, now) if full else clean  # type: ignore[assignment]
             first = key not in self._seen

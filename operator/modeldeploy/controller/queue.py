@@ -20,12 +20,23 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from prometheus_client import Counter, Gauge, Histogram
+
 K = TypeVar("K", bound=Hashable)
+
+
+# The operator's queue (controller-runtime's workqueue metrics); queues made by tests do not report.
+QUEUE_DEPTH = Gauge("modeldeploy_operator_queue_depth", "Keys waiting for a worker")
+QUEUE_ADDS = Counter("modeldeploy_operator_queue_adds", "Keys queued for a worker")
+QUEUE_RETRIES = Counter("modeldeploy_operator_queue_retries", "Keys queued again after a failed pass (with backoff)")
+QUEUE_SECONDS = Histogram("modeldeploy_operator_queue_seconds", "How long a key waited for a worker",
+                          buckets=(0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60))
 
 
 class WorkQueue(Generic[K]):
     def __init__(
-        self, base_delay: float = 0.5, max_delay: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self, base_delay: float = 0.5, max_delay: float = 60.0, clock: Callable[[], float] = time.monotonic,
+        report: bool = False,
     ) -> None:
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -39,6 +50,8 @@ class WorkQueue(Generic[K]):
         self._failures: dict[K, int] = {}
         self._seq = itertools.count()
         self._shutdown = False
+        self._report = report  # to the QUEUE_* metrics
+        self._queued_at: dict[K, float] = {}
 
     def add(self, key: K) -> None:
         with self._cond:
@@ -49,8 +62,15 @@ class WorkQueue(Generic[K]):
             return
         self._queued.add(key)
         if key not in self._processing:
-            self._queue.append(key)
-            self._cond.notify()
+            self._append(key)
+
+    def _append(self, key: K) -> None:
+        self._queue.append(key)
+        self._queued_at[key] = self._clock()
+        if self._report:
+            QUEUE_ADDS.inc()
+            QUEUE_DEPTH.set(len(self._queue))
+        self._cond.notify()
 
     def add_after(self, key: K, delay: float) -> None:
         """Queue ``key`` in ``delay`` seconds (at once for delay <= 0)."""
@@ -72,6 +92,8 @@ class WorkQueue(Generic[K]):
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
+        if self._report:
+            QUEUE_RETRIES.inc()
         delay = min(self.base_delay * 2**failures, self.max_delay)
         self.add_after(key, delay)
         return delay
@@ -94,6 +116,11 @@ class WorkQueue(Generic[K]):
                     key = self._queue.popleft()
                     self._queued.discard(key)
                     self._processing.add(key)
+                    queued_at = self._queued_at.pop(key, None)
+                    if self._report:
+                        QUEUE_DEPTH.set(len(self._queue))
+                        if queued_at is not None:
+                            QUEUE_SECONDS.observe(max(0.0, self._clock() - queued_at))
                     return key
                 if self._shutdown:
                     return None
@@ -117,8 +144,7 @@ class WorkQueue(Generic[K]):
         with self._cond:
             self._processing.discard(key)
             if key in self._queued:
-                self._queue.append(key)
-                self._cond.notify()
+                self._append(key)
 
     def shutdown(self) -> None:
         with self._cond:

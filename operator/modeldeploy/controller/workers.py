@@ -23,6 +23,8 @@ from .queue import WorkQueue
 K = TypeVar("K", bound=Hashable)
 log = logging.getLogger(__name__)
 PASSES = Counter("modeldeploy_operator_passes", "Passes the workers ran", ["outcome"])
+PASS_ERRORS = Counter("modeldeploy_operator_pass_errors", "Failed passes, by what failed them "
+                      "(api-<HTTP status> for a refused API request, api-0 for no answer, else the error's type)", ["reason"])
 PASS_SECONDS = Histogram("modeldeploy_operator_pass_seconds", "How long one pass took",
                          buckets=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10))
 
@@ -33,6 +35,11 @@ class Result:
 
     requeue_after: float | None = None
     forget: bool = False  # the key is gone: no resync
+
+
+def error_reason(err: BaseException) -> str:
+    status = getattr(err, "status", None)
+    return f"api-{status}" if isinstance(status, int) else type(err).__name__
 
 
 class Workers(Generic[K]):
@@ -88,6 +95,7 @@ class Workers(Generic[K]):
         except Exception as err:  # noqa: BLE001 - every failure backs off; none stops a worker
             delay = self.queue.add_rate_limited(key)
             PASSES.labels("error").inc()
+            PASS_ERRORS.labels(error_reason(err)).inc()
             level = logging.WARNING if self.queue.failures(key) <= 3 else logging.ERROR
             log.log(level, "pass of %s failed (retrying in %.1fs): %s", key, delay, err,
                     exc_info=not isinstance(err, self._quiet))

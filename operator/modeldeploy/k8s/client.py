@@ -31,6 +31,10 @@ API_REQUESTS = Counter(
     "modeldeploy_operator_api_requests", "Kubernetes API requests sent by the operator's client",
     ["verb", "resource", "manager"],
 )
+API_RESPONSES = Counter(
+    "modeldeploy_operator_api_responses", "Answers to the operator client's Kubernetes API requests, by HTTP status "
+    "(0: no answer, e.g. a timeout)", ["verb", "code"],
+)
 API_SECONDS = Histogram(
     "modeldeploy_operator_api_request_seconds", "Latency of the operator client's Kubernetes API requests",
     ["verb"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
@@ -134,15 +138,19 @@ class Kube:
             body=body, auth_settings=["BearerToken"],
         )
         started = time.monotonic()
+        code = 0
         try:
             response = self.api_client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
             data = response.read()
+            code = response.status
         except k8s_client.ApiException as err:
+            code = err.status or 0
             raise ApiError(err.status or 0, str(err.reason)) from err
         except Exception as err:  # noqa: BLE001 - connection errors of any kind are API errors
             raise ApiError(0, f"{type(err).__name__}: {err}") from err
         finally:
             API_SECONDS.labels(kind).observe(time.monotonic() - started)
+            API_RESPONSES.labels(kind, str(code)).inc()
         if response.status == 404 and method in ("GET", "DELETE"):
             return None
         if response.status >= 300:

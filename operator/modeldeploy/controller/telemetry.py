@@ -1,0 +1,91 @@
+"""What the operator reports about the ModelDeployments it runs, besides its own machinery
+(queue and pass metrics live with the queue and the workers; API requests with the client):
+rollouts by phase, each canary's desired/applied/effective weight, analysis verdicts; and
+which ModelDeployment a log line is about.
+
+The per-ModelDeployment series are removed when the ModelDeployment is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections import Counter as Tally
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from ..api.crd import API_VERSION, KIND
+
+Key = tuple[str, str]
+
+ROLLOUTS = Gauge("modeldeploy_rollouts", "ModelDeployments by the phase of their latest rollout", ["phase"])
+WEIGHT = Gauge("modeldeploy_canary_weight_percent",
+               "A canary's traffic weight: desired (the step), applied (what the provider's objects give), "
+               "effective (measured from the requests served)", ["namespace", "name", "weight"])
+VERDICTS = Counter("modeldeploy_analysis_verdicts", "Analysis verdicts of canaries", ["outcome"])
+_WEIGHTS = (("desired", "desiredWeight"), ("applied", "appliedWeight"), ("effective", "effectiveWeight"))
+
+# The ModelDeployment the current thread's pass is about.
+CURRENT: contextvars.ContextVar[Key | None] = contextvars.ContextVar("modeldeploy_current", default=None)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._phases: dict[Key, str] = {}
+        self._verdict_at: dict[Key, str] = {}
+
+    def update(self, key: Key, status: Mapping[str, Any]) -> None:
+        """After a pass that wrote ``status``."""
+        rollout = status.get("rollout") or {}
+        canary = status.get("canary") or {}
+        with self._lock:
+            if rollout.get("phase"):
+                self._phases[key] = rollout["phase"]
+            else:
+                self._phases.pop(key, None)
+            self._publish_phases()
+            # A verdict this process saw judged: a new lastAnalysis after the key's first pass
+            # (a restarted operator does not count again what its predecessor counted).
+            at = (rollout.get("lastAnalysis") or {}).get("at") or ""
+            if key in self._verdict_at and at and at != self._verdict_at[key]:
+                VERDICTS.labels(str(rollout["lastAnalysis"].get("outcome") or "Unknown")).inc()
+            self._verdict_at[key] = at
+        for label, field in _WEIGHTS:
+            if field in canary:
+                WEIGHT.labels(key[0], key[1], label).set(float(canary[field] or 0))
+
+    def forget(self, key: Key) -> None:
+        """The ModelDeployment is gone."""
+        with self._lock:
+            self._phases.pop(key, None)
+            self._verdict_at.pop(key, None)
+            self._publish_phases()
+        for label, _ in _WEIGHTS:
+            try:
+                WEIGHT.remove(key[0], key[1], label)
+            except KeyError:
+                pass
+
+    def _publish_phases(self) -> None:
+        counts = Tally(self._phases.values())
+        for phase in set(counts) | {labels[0] for labels in _phase_labels()}:
+            ROLLOUTS.labels(phase).set(counts.get(phase, 0))
+
+
+def _phase_labels() -> list[tuple[str, ...]]:
+    return [tuple(s.labels.values()) for metric in ROLLOUTS.collect() for s in metric.samples]
+
+
+class KeyFilter(logging.Filter):
+    """Gives every record logged during a pass the ModelDeployment it is about, as Kopf's
+    own per-object records carry it: `[namespace/name]` in text, `object` in JSON."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = CURRENT.get()
+        if key is not None and not hasattr(record, "k8s_ref"):
+            record.k8s_ref = {"apiVersion": API_VERSION, "kind": KIND, "namespace": key[0], "name": key[1]}
+        return True
