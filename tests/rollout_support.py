@@ -57,6 +57,16 @@ def model(version: str, endpoint: str) -> dict:
             "secretName": SECRET, "endpoint": endpoint, "downloadTimeoutSeconds": 60}
 
 
+def walking_spec(endpoint: str) -> dict:
+    """v1 on one replica, its next model rolled out 30% a step up to 90%, each step
+    passing one 10 s analysis of the success rate."""
+    return {
+        "model": model("v1", endpoint), "replicas": 1,
+        "rollout": {"stepWeight": 30, "maxWeight": 90,
+                    "analysis": {"interval": "10s", "threshold": 1, "minRequests": 5, "successRate": 0.95}},
+    }
+
+
 def predict(url: str, request_id: str, headers: dict[str, str] | None = None, name: str = NAME) -> tuple[int, str | None]:
     """(HTTP status, variant that answered); status 0 when the connection failed."""
     body = b'{"instances": ' + str(ROWS).encode() + b"}"

@@ -115,6 +115,8 @@ def tick(
     resolve = registry_resolver(name, raw_spec, registry) if registry is not None else None
     if spec.rollout is None or not same_revision(rev, raw_spec, resolve) or state.phase not in ACTIVE:
         windows.put(key, None)
+        if status["rollout"].get("retiring"):
+            settle_retired_route(kube, namespace, name, provider_for(spec))
         return None
 
     policy = spec.rollout
@@ -174,6 +176,20 @@ def tick(
         route_in_effect=in_effect or state.weight == 0,
     )
     return Tick(nxt, rev, result, details, now if result else None)
+
+
+def settle_retired_route(kube: Kube, namespace: str, name: str, traffic: TrafficProvider) -> None:
+    """A rollout that ended has its router route nothing to the canary until the router is
+    pruned (reconcile writes that route): its pods load it now, not at the kubelet's next
+    sync 60-90 s later. The main Service is back on the stable pods by then, but until
+    every node's kube-proxy has the new endpoints some requests still reach the router,
+    and with the old route half of those went to the canary that was just rolled back."""
+    if traffic.probe(name) is None:
+        return
+    observed, probed = _observe(kube, namespace, name, traffic)
+    wanted = wanted_route(name, observed)
+    if probed and observed.served_routes != frozenset({wanted}):
+        nudge_router(kube, namespace, probed, wanted)
 
 
 def nudge_router(kube: Kube, namespace: str, pods: Iterable[Mapping[str, Any]], wanted: str | None) -> None:

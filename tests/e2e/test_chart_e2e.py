@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -58,11 +59,27 @@ def _modeldeployment(kube, namespace: str, name: str, fmt: str) -> None:
     })
 
 
+def _metrics(kube, kube_api, namespace: str, image: str) -> str | None:
+    """The operator's /metrics through its Service (from this host when the node is it,
+    else from a pod)."""
+    ip = kube.get("v1", "Service", namespace, f"{OPERATOR}-metrics")["spec"]["clusterIP"]
+    url = f"http://{ip}:8081/metrics"
+    if not kube_api.node_is_this_host():
+        result = kube_api.run_pod(namespace, image,
+                                  ["python3", "-c", f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"])
+        return result.logs if result.phase == "Succeeded" else None
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.read().decode()
+    except OSError:
+        return None
+
+
 def _invalid(kube, namespace: str, name: str) -> str | None:
     return condition(kube.get_modeldeployment(namespace, name) or {}, c.INVALID_SPEC).get("status")
 
 
-def test_install_upgrade_rollback_uninstall(kube, kube_api, crd, namespace, operator_image, tmp_path):
+def test_install_upgrade_rollback_uninstall(kube, kube_api, crd, namespace, operator_image, testserver_image, tmp_path):
     repository, _, tag = operator_image.rpartition(":")
     scoped = ["-n", namespace, "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{namespace}}}",
               "--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--wait", "--timeout", "180s"]
@@ -79,6 +96,11 @@ def test_install_upgrade_rollback_uninstall(kube, kube_api, crd, namespace, oper
         # The installed operator reconciles: a format no runtime serves is refused.
         _modeldeployment(kube, namespace, "custom", "custom-format")
         wait_for(lambda: _invalid(kube, namespace, "custom") == "True", 120, what="InvalidSpec on custom")
+        # Its metrics, through the chart's Service: passes, the queue, API answers by code.
+        metrics = wait_for(lambda: _metrics(kube, kube_api, namespace, testserver_image), 60, interval=1, what="the operator's /metrics")
+        for series in ("modeldeploy_operator_passes_total{", "modeldeploy_operator_queue_depth ",
+                       'modeldeploy_operator_api_responses_total{code="200"'):
+            assert series in metrics, series
         pod = wait_for(lambda: next(iter(kube.list("v1", "Pod", namespace, {"app.kubernetes.io/component": "operator", "app.kubernetes.io/instance": RELEASE})), None),
                        30, what="the operator pod")
 

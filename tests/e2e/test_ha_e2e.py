@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from modeldeploy.k8s import Kube
-from rollout_support import Probe, iris_objects, model, rollout
+from rollout_support import Probe, iris_objects, model, rollout, walking_spec
 from support import deploy_s3, wait_for
 from test_chart_e2e import CHART, RELEASE, helm
 from test_rollout_lifecycle_e2e import create, patch, rollout_events
@@ -84,12 +84,7 @@ def test_the_standby_takes_over_a_rollout_when_the_leader_is_killed(kube, kube_a
         leader = wait_for(lambda: one_leader(kube, namespace), 120, what="one of two operator pods leading and Ready")
 
         name = "ha"
-        spec = {
-            "model": model("v1", s3), "replicas": 1,
-            "rollout": {"stepWeight": 30, "maxWeight": 90,
-                        "analysis": {"interval": "10s", "threshold": 1, "minRequests": 5, "successRate": 0.95}},
-        }
-        url = create(kube, namespace, name, spec)
+        url = create(kube, namespace, name, walking_spec(s3))
         probe = Probe(url, name)
         try:
             patch(kube, namespace, name, {"spec": {"model": model("v2", s3)}})

@@ -20,7 +20,7 @@ from modeldeploy.api.crd import API_VERSION, KIND
 from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
 from modeldeploy.render import labels
-from rollout_support import Probe, iris_objects, model, predict, rollout
+from rollout_support import Probe, iris_objects, model, predict, rollout, walking_spec
 from support import deploy_s3, service_url, wait_condition, wait_for
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
@@ -108,12 +108,7 @@ def test_a_healthy_canary_walks_every_step_across_an_operator_restart(kube, name
     restarted at the second step: every weight is set once, in order (no step repeated or
     skipped), each takes effect within seconds, the canary is promoted, no request fails."""
     name = "walk"
-    spec = {
-        "model": model("v1", s3), "replicas": 1,
-        "rollout": {"stepWeight": 30, "maxWeight": 90,
-                    "analysis": {"interval": "10s", "threshold": 1, "minRequests": 5, "successRate": 0.95}},
-    }
-    url = create(kube, namespace, name, spec)
+    url = create(kube, namespace, name, walking_spec(s3))
     probe = Probe(url, name)
     try:
         patch(kube, namespace, name, {"spec": {"model": model("v2", s3)}})

@@ -133,6 +133,25 @@ def test_a_router_that_has_not_loaded_the_route_is_nudged(fake, monkeypatch):
     assert fake.patched == [("iris-router-1", {"metadata": {"annotations": {"modeldeploy.io/route": "r1"}}})]
 
 
+def test_a_retiring_router_is_nudged_to_the_route_without_the_canary(fake, monkeypatch):
+    """Rolled back: nothing to advance, but router pods still serving the old route r0 get
+    the ConfigMap's route (the weight-0 route reconcile wrote) at once."""
+    monkeypatch.setattr(progress, "served_routes", lambda pods, port, header: {"r0"})
+    ended = dataclasses.replace(AT_20, phase=Phase.ROLLED_BACK, weight=0)
+    rolled_back = body(ended)
+    rolled_back["status"]["rollout"]["retiring"] = True
+    assert tick(fake, Windows(), rolled_back, 1100.0) is None
+    assert fake.patched == [("iris-router-1", {"metadata": {"annotations": {"modeldeploy.io/route": "r1"}}})]
+    monkeypatch.setattr(progress, "served_routes", lambda pods, port, header: {"r1"})
+    fake.patched.clear()
+    tick(fake, Windows(), rolled_back, 1102.0)
+    assert fake.patched == [], "a router serving the route is left alone"
+    rolled_back["status"]["rollout"]["retiring"] = False
+    monkeypatch.setattr(progress, "served_routes", lambda pods, port, header: {"r0"})
+    tick(fake, Windows(), rolled_back, 1200.0)
+    assert fake.patched == [], "a retired rollout (router pruned) probes nothing"
+
+
 def replicas_body(state: RolloutState) -> dict[str, Any]:
     spec = {"model": V2, "replicas": 4, "traffic": {"provider": "replicas"},
             "rollout": {"steps": [{"setWeight": 25}, {"pause": {}}]}}
