@@ -22,6 +22,8 @@ from modeldeploy.controller.manager import TICK_SECONDS
 from modeldeploy.k8s import Kube
 from modeldeploy.k8s.client import collection_path
 from modeldeploy.render import labels
+from modeldeploy.k8s.scrape import served_routes
+from modeldeploy.render.router import ROUTE_ANNOTATION, ROUTER_PORT
 from modeldeploy.routing.router import ROUTE_HEADER
 from rollout_support import NAME, Probe, iris_objects, model, predict, rollout
 from support import BUCKET, deploy_s3, service_url, wait_condition, wait_for
@@ -180,6 +182,18 @@ def test_an_erroring_canary_is_rolled_back_within_interval_times_threshold(kube,
         pods = [e.get("targetRef", {}).get("name", "") for sl in slices for e in sl.get("endpoints") or ()]
         return bool(pods) and all(p.startswith(f"{name}-stable-") for p in pods)
     wait_for(on_stable, 30, what="Service endpoints back on the stable pods")
+
+    # And the router, until it is pruned, serves the route without the canary (the operator
+    # has its pods load it at once; the kubelet alone takes 60-90 s): requests that
+    # kube-proxy's rules, lagging the Service, still send there get stable's answers too.
+    def router_settled() -> bool:
+        config = kube.get("v1", "ConfigMap", namespace, f"{name}-router")
+        if config is None:
+            return True  # pruned
+        wanted = config["metadata"]["annotations"][ROUTE_ANNOTATION]
+        pods = kube.list("v1", "Pod", namespace, labels.selector(name, "router"))
+        return served_routes(pods, ROUTER_PORT, ROUTE_HEADER) <= {wanted}
+    wait_for(router_settled, 20, interval=0.5, what="the router serving the route without the canary")
     after = [predict(url, uuid.uuid4().hex, name=name)[0] for _ in range(50)]
     assert after == [200] * 50
     # The canary and the router are pruned shortly after; no finalizer ever blocks deletion.
