@@ -128,8 +128,11 @@ def test_the_standby_takes_over_a_rollout_when_the_leader_is_killed(kube, kube_a
     assert status["stable"]["model"]["version"] == "v2"
     assert probe.failed == [] and probe.sent > 300, (probe.sent, probe.failed[:10])
     # Each weight set exactly once, in order, across the two leaders.
+    events = rollout_events(kube, namespace, name)
     weights = [
-        int(m.group(1)) for e in rollout_events(kube, namespace, name)
+        int(m.group(1)) for e in events
         if (m := re.search(r"canary weight (\d+)%", e["message"])) and int(m.group(1)) > 0
     ]
-    assert weights == [30, 60, 90, 100], weights
+    who = [(e["firstTimestamp"], e.get("reportingInstance"), e["involvedObject"].get("resourceVersion"), e["message"])
+           for e in events]
+    assert weights == [30, 60, 90, 100], (weights, who, leader["metadata"]["name"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
@@ -23,6 +24,8 @@ from ..api.crd import API_VERSION, KIND, PLURAL
 
 _IRREGULAR_PLURALS = {"Endpoints": "endpoints", "Ingress": "ingresses"}
 REQUEST_TIMEOUT = 30
+# Which operator process reported an event (the pod's name with the chart's downward API).
+INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 # Objects per page of a list: what a list holds in memory at once.
 LIST_PAGE = 250
 # Every request the operator's own client sends (Kopf's watches are not counted): what the
@@ -242,9 +245,9 @@ class Kube:
             "type": type_,
             "reason": reason,
             "message": message[:1024],
-            "source": {"component": self.field_manager},
+            "source": {"component": self.field_manager, "host": INSTANCE},
             "reportingComponent": self.field_manager,
-            "reportingInstance": self.field_manager,
+            "reportingInstance": INSTANCE,
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
