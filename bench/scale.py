@@ -6,7 +6,7 @@ alone, in one run.
 
 Needs the local cluster (`make cluster-up`) and root (hack/kwok.sh adds fake nodes and an
 unreachable route for their pod IPs). The operator is this checkout's, run as a subprocess
-(`python -m modeldeploy.cli operator -A --metrics ...` with PYTHONPATH=operator/); the API
+(`python -m modeldeploy.cli operator --namespace BENCH_NAMESPACE --metrics ...` with PYTHONPATH=operator/); the API
 requests it makes are read from its own counter, modeldeploy_operator_api_requests_total.
 
 What is measured, and what each number means:
@@ -250,10 +250,14 @@ def usage(pid: int) -> Usage:
 
 
 class Operator:
-    """`modeldeploy operator -A` from this checkout, its metrics on a local port, its log in a file."""
+    """`modeldeploy operator --namespace NS` from this checkout, its metrics on a local port,
+    its log in a file. Only the bench's namespace: run beside the cluster tests (the scale
+    guard), an operator of all namespaces would reconcile their ModelDeployments too, a
+    second operator racing theirs (a rollout event posted twice, a step taken twice)."""
 
-    def __init__(self, kubeconfig: str, log_path: Path, env: Mapping[str, str] | None = None):
+    def __init__(self, kubeconfig: str, log_path: Path, namespace: str, env: Mapping[str, str] | None = None):
         self.kubeconfig = kubeconfig
+        self.namespace = namespace
         self.log_path = log_path
         self.env = dict(env or {})
         self.port = 0
@@ -269,7 +273,7 @@ class Operator:
         log.flush()
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modeldeploy.cli", "operator", "-A",
+            [sys.executable, "-m", "modeldeploy.cli", "operator", "--namespace", self.namespace,
              "--metrics", f"127.0.0.1:{self.port}", "--liveness", ""],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
@@ -574,7 +578,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(), "control_plane_client_limits": control_plane_limits(),
         "operator_log": str(log_path),
     }
-    operator = Operator(kubeconfig, log_path)
+    operator = Operator(kubeconfig, log_path, ns)
     try:
         subprocess.run(["bash", str(HACK / "kubectl.sh"), "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")],
                        check=True, stdout=subprocess.DEVNULL)
