@@ -20,7 +20,7 @@ from modeldeploy.k8s import Kube
 from rollout_support import Probe, iris_objects, model, rollout, walking_spec
 from support import deploy_s3, wait_for
 from test_chart_e2e import CHART, RELEASE, helm
-from test_rollout_lifecycle_e2e import create, patch, rollout_events
+from test_rollout_lifecycle_e2e import create, patch, rollout_events, wait_rollout
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
 
@@ -112,10 +112,7 @@ def test_the_standby_takes_over_a_rollout_when_the_leader_is_killed(kube, kube_a
             after = rollout(kube, namespace, name)["rollout"]
             assert after["step"] >= before["step"] and after["failedChecks"] == 0, (before, after)
 
-            def succeeded() -> dict | None:
-                status = rollout(kube, namespace, name)
-                return status if (status.get("rollout") or {}).get("phase") == "Succeeded" else None
-            status = wait_for(succeeded, 300, interval=1, what=f"{name}: rollout Succeeded")
+            status = wait_rollout(kube, namespace, name, 300, "rollout Succeeded", phase="Succeeded")
             sent = probe.sent
             wait_for(lambda: probe.sent >= sent + 50, 60, what="probe requests after promotion")
         finally:

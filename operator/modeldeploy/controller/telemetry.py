@@ -37,6 +37,7 @@ class Telemetry:
         self._lock = threading.Lock()
         self._phases: dict[Key, str] = {}
         self._verdict_at: dict[Key, str] = {}
+        self._published: set[str] = set()  # phases with a ROLLOUTS series (kept at 0 once empty)
 
     def update(self, key: Key, status: Mapping[str, Any]) -> None:
         """After a pass that wrote ``status``."""
@@ -72,12 +73,9 @@ class Telemetry:
 
     def _publish_phases(self) -> None:
         counts = Tally(self._phases.values())
-        for phase in set(counts) | {labels[0] for labels in _phase_labels()}:
+        self._published |= set(counts)
+        for phase in self._published:
             ROLLOUTS.labels(phase).set(counts.get(phase, 0))
-
-
-def _phase_labels() -> list[tuple[str, ...]]:
-    return [tuple(s.labels.values()) for metric in ROLLOUTS.collect() for s in metric.samples]
 
 
 class KeyFilter(logging.Filter):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -22,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubernetes import client as k8s_client
-from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.client.rest import ApiException
+from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
-from .client import Kube
+from .client import INSTANCE, Kube
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class Timing:
 def identity() -> str:
     """This candidate's name in the Lease: the pod's name (downward API) or the host's,
     and a random suffix, so a restarted pod is a new holder."""
-    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    return f"{INSTANCE}_{uuid.uuid4().hex[:8]}"
 
 
 def own_namespace() -> str | None:
