@@ -6,11 +6,14 @@ PYTEST_ARGS ?=
 # Cluster test modules run at the same time (pytest-xdist workers); hack/test.sh reads the same variable.
 TEST_WORKERS ?= $(or $(MODELDEPLOY_TEST_WORKERS),3)
 BENCH_ARGS ?=
+# First in every target that needs a cluster, before anything slow: when none answers it says
+# which one it tried and what to do (hack/need-cluster.sh), in seconds.
+NEED_CLUSTER = @bash hack/need-cluster.sh "make $@"
 
-.PHONY: help install test unit e2e lint crds manifests chart-lint run deploy undeploy cluster-up cluster-down cluster-status images load-images bench bench-scale clean
+.PHONY: help install test unit e2e lint crds manifests chart-lint run demo demo-clean deploy undeploy cluster-up cluster-down cluster-status images load-images bench bench-scale clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv and install the operator with its test tools
 $(VENV)/.installed: pyproject.toml
@@ -25,7 +28,9 @@ test: ## everything CI runs: lint, unit tests, then the cluster suite on a local
 unit: install lint ## the tests that need no cluster
 	$(VENV)/bin/pytest -m 'not e2e' $(PYTEST_ARGS)
 
-e2e: install ## the tests that need a cluster, against the one `hack/cluster-env.sh` selects, $(TEST_WORKERS) modules at a time
+e2e: ## the tests that need a cluster, against the one `hack/cluster-env.sh` selects, $(TEST_WORKERS) modules at a time
+	$(NEED_CLUSTER)
+	@$(MAKE) --no-print-directory install
 	eval "$$(bash hack/cluster-env.sh)" && $(VENV)/bin/pytest -m e2e -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install ## import-linter contracts: pure layers stay free of kopf and the Kubernetes client
@@ -40,14 +45,24 @@ manifests: install ## render manifests/ (kustomize base) from charts/modeldeploy
 chart-lint: ## helm lint charts/modeldeploy
 	bash hack/helm.sh lint --strict charts/modeldeploy
 
-run: install ## run the operator locally against the selected cluster, all namespaces
+run: ## run the operator locally against the selected cluster, all namespaces
+	$(NEED_CLUSTER)
+	@$(MAKE) --no-print-directory install
 	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh apply --server-side -f crds/ && \
 	$(VENV)/bin/modeldeploy operator --all-namespaces --liveness 127.0.0.1:8080
 
+demo: ## the operator serving a model trained on the spot, then v2 rolled out as a canary (starts the local cluster if none runs)
+	bash hack/demo.sh
+
+demo-clean: ## remove the demo: its namespace and the Helm release
+	bash hack/demo.sh clean
+
 deploy: ## install the CRD and the operator (its image) into the selected cluster (kubectl apply -k manifests/; or: helm install, see README)
+	$(NEED_CLUSTER)
 	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh apply --server-side -k manifests/
 
 undeploy: ## remove the operator and the CRD (and with it every ModelDeployment)
+	$(NEED_CLUSTER)
 	eval "$$(bash hack/cluster-env.sh)" && bash hack/kubectl.sh delete --ignore-not-found -k manifests/
 
 cluster-up: ## start the local single-node Kubernetes (builds and caches its binaries on first use)
@@ -57,18 +72,22 @@ cluster-down: ## stop it and remove every process, mount, iptables rule and devi
 	bash hack/cluster-down.sh
 
 cluster-status: ## say what runs
+	$(NEED_CLUSTER)
 	bash hack/cluster-status.sh
 
 images: ## build every image locally (docker; base image made with debootstrap)
 	bash hack/images.sh
 
 load-images: ## import the images into the cluster (local containerd, or kind load)
+	$(NEED_CLUSTER)
 	bash hack/load-images.sh
 
 bench: install ## router overhead vs calling the model server directly (p50/p99, needs nginx)
 	$(VENV)/bin/python bench/router_overhead.py
 
-bench-scale: install ## 1,000 ModelDeployments on kwok fake nodes vs the control plane alone (root; --count etc. via BENCH_ARGS)
+bench-scale: ## 1,000 ModelDeployments on kwok fake nodes vs the control plane alone (root; --count etc. via BENCH_ARGS)
+	$(NEED_CLUSTER)
+	@$(MAKE) --no-print-directory install
 	eval "$$(bash hack/cluster-env.sh)" && $(PY) bench/scale.py $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and caches inside the checkout
