@@ -24,14 +24,18 @@ NODE_NAME="${MODELDEPLOY_NODE_NAME:-$(hostname | tr '[:upper:]' '[:lower:]')}"
 # Start order; stopped in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
 
-# Images the project builds locally. Explicit tags: ':latest' would make kubelet pull.
-OPERATOR_IMAGE="${MODELDEPLOY_OPERATOR_IMAGE:-modeldeploy/operator:0.1.0}"
-TESTSERVER_IMAGE="${MODELDEPLOY_TESTSERVER_IMAGE:-modeldeploy/testserver:0.1.0}"
-MODEL_SERVER_IMAGE="${MODELDEPLOY_MODEL_SERVER_IMAGE:-modeldeploy/model-server:0.1.0}"
-STORAGE_INITIALIZER_IMAGE="${MODELDEPLOY_STORAGE_INITIALIZER_IMAGE:-modeldeploy/storage-initializer:0.1.0}"
-S3_SERVER_IMAGE="${MODELDEPLOY_S3_SERVER_IMAGE:-modeldeploy/s3-server:0.1.0}"
-ROUTER_IMAGE="${MODELDEPLOY_ROUTER_IMAGE:-modeldeploy/router:0.1.0}"
-PROMETHEUS_IMAGE="${MODELDEPLOY_PROMETHEUS_IMAGE:-modeldeploy/prometheus:$PROMETHEUS_VERSION}"
+# Images the project builds locally. Explicit tags: ':latest' would make kubelet pull. Fully
+# qualified (registry host "localhost" unless MODELDEPLOY_IMAGE_REGISTRY says otherwise), so no
+# reference silently resolves to Docker Hub. The cluster's own pause and CoreDNS images below
+# are imported under fixed names and never pulled.
+IMAGE_REGISTRY="${MODELDEPLOY_IMAGE_REGISTRY:-localhost}"
+OPERATOR_IMAGE="${MODELDEPLOY_OPERATOR_IMAGE:-$IMAGE_REGISTRY/modeldeploy/operator:0.1.0}"
+TESTSERVER_IMAGE="${MODELDEPLOY_TESTSERVER_IMAGE:-$IMAGE_REGISTRY/modeldeploy/testserver:0.1.0}"
+MODEL_SERVER_IMAGE="${MODELDEPLOY_MODEL_SERVER_IMAGE:-$IMAGE_REGISTRY/modeldeploy/model-server:0.1.0}"
+STORAGE_INITIALIZER_IMAGE="${MODELDEPLOY_STORAGE_INITIALIZER_IMAGE:-$IMAGE_REGISTRY/modeldeploy/storage-initializer:0.1.0}"
+S3_SERVER_IMAGE="${MODELDEPLOY_S3_SERVER_IMAGE:-$IMAGE_REGISTRY/modeldeploy/s3-server:0.1.0}"
+ROUTER_IMAGE="${MODELDEPLOY_ROUTER_IMAGE:-$IMAGE_REGISTRY/modeldeploy/router:0.1.0}"
+PROMETHEUS_IMAGE="${MODELDEPLOY_PROMETHEUS_IMAGE:-$IMAGE_REGISTRY/modeldeploy/prometheus:$PROMETHEUS_VERSION}"
 COREDNS_IMAGE="${MODELDEPLOY_COREDNS_IMAGE:-modeldeploy/coredns:$COREDNS_VERSION}"
 PAUSE_IMAGE="${MODELDEPLOY_PAUSE_IMAGE:-modeldeploy/pause:$K8S_VERSION}"
 DOCKERD_LOG="${MODELDEPLOY_DOCKERD_LOG:-/var/log/modeldeploy-dockerd.log}"
@@ -89,6 +93,18 @@ pid_of() {
 
 # start_daemon NAME COMMAND...: run detached (own session, so it outlives this shell and
 # its process group), log to $LOG_DIR/NAME.log, record the pid.
+# detach COMMAND...: run it in its own session, in the background, with no file descriptor
+# but 0-2 from this shell: a daemon must not inherit a lock its starter holds (cluster-up's
+# state-dir lock, or any caller's `flock FILE make ...`), or the lock outlives the starter.
+detach() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
+  done
+  exec setsid "$@"
+}
+
 start_daemon() {
   local name=$1; shift
   mkdir -p "$RUN_DIR" "$LOG_DIR"
@@ -97,8 +113,7 @@ start_daemon() {
     mv "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.1"
   fi
   printf '\n=== %s starting: %s\n' "$(date -Is)" "$*" >>"$LOG_DIR/$name.log"
-  # 9>&-: do not inherit the state-dir lock that cluster-up holds.
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
+  (detach "$@") >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/$name.pid"
 }
 
@@ -234,7 +249,7 @@ ensure_dockerd() {
   command -v dockerd >/dev/null || die "dockerd missing: run hack/install-host-deps.sh"
   log "starting dockerd (log: $DOCKERD_LOG)"
   mkdir -p "$(dirname "$DOCKERD_LOG")"
-  setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
+  (detach dockerd) >>"$DOCKERD_LOG" 2>&1 </dev/null &
   wait_until 60 "dockerd" docker info || { tail -n 20 "$DOCKERD_LOG" >&2; die "dockerd did not start"; }
 }
 
