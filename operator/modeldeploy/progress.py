@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from .analysis.prometheus import variables
 from .analysis.window import Measure, Scrape, judge, measure
+from .api.annotations import PROMOTE, PROMOTE_FULL
 from .api.runtimes import RuntimeRegistry
 from .api.spec import ModelDeploymentSpec
 from .k8s import Kube
@@ -36,8 +37,6 @@ from .routing.router import wanted_route
 from .status import rolled_out
 
 log = logging.getLogger(__name__)
-PROMOTE = f"{labels.DOMAIN}/promote"
-PROMOTE_FULL = f"{labels.DOMAIN}/promote-full"
 # Without spec.rollout.analysis the effective weight is still measured, this often.
 MEASURE_INTERVAL = 10.0
 

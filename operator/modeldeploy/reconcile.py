@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .api import conditions as c
+from .api.annotations import RETRY
 from .api.redact import redact
 from .api.validate import Validated, validate
 from .config import OperatorConfig
@@ -27,6 +28,7 @@ from .render.canary import route_matches
 from .render.readiness import running_replicas
 from .render.router import ROUTER
 from .render.service import SERVICE_PORT
+from .rollout.history import record as record_history
 from .rollout.plan import TERMINAL
 from .rollout.record import changes, from_status, iso, runtime_from, to_status
 from .rollout.variants import Variants, decide, ended_at, registry_resolver
@@ -146,6 +148,7 @@ def _rollout_status(
     out: dict[str, Any] = {}
     if variants.snapshot is not None:
         out["stable"] = dict(variants.snapshot)
+        out["history"] = record_history(previous.get("history") or [], previous.get("stable"), variants.snapshot, _now())
     if variants.state is None or variants.revision is None:
         return out
     before = previous.get("rollout") or {}
@@ -222,7 +225,10 @@ def reconcile(
 
     now = time.time()
     resolve = registry_resolver(name, spec, config.registry)
-    variants = decide(spec, previous, stable_complete=False, state=tick.state if tick else None, now=now, resolve=resolve)
+    retry = (meta.get("annotations") or {}).get(RETRY)
+    variants = decide(
+        spec, previous, stable_complete=False, state=tick.state if tick else None, now=now, resolve=resolve, retry=retry,
+    )
     apply_error: str | None = None
     apply_code: int | None = None
     conflicts: list[str] = []
@@ -260,7 +266,7 @@ def reconcile(
     if spec.get("rollout") and variants.snapshot is None and not problems and rolled_out(deployment):
         # The first revision is stable once it serves: record it, so later changes roll out
         # (an explicit canary starts rolling out in the same status write).
-        variants = decide(spec, previous, stable_complete=True, now=now, resolve=resolve)
+        variants = decide(spec, previous, stable_complete=True, now=now, resolve=resolve, retry=retry)
     rollout_part = _rollout_status(previous, variants, tick, now, applied)
     observed = Observed(
         generation=meta.get("generation", 0),

@@ -99,6 +99,13 @@ class RolloutStatus(Model):
     )
     promote_token: str | None = Field(default=None, description="Last modeldeploy.io/promote value handled.")
     promote_full_token: str | None = Field(default=None, description="Last modeldeploy.io/promote-full value handled.")
+    retry_token: str | None = Field(
+        default=None,
+        description=(
+            "Last modeldeploy.io/retry value handled: a new value restarts a RolledBack or Failed rollout of "
+            "this revision from its first step; one seen in any other phase is only recorded."
+        ),
+    )
     message: str | None = Field(default=None, description="What happened last, or why it rolled back.")
     last_analysis: PassThrough | None = Field(default=None, description="The last analysis verdict.")
     analyses: list[AnalysisResult] | None = Field(
@@ -107,6 +114,23 @@ class RolloutStatus(Model):
     ended_at: str | None = Field(default=None, description="When the rollout succeeded, rolled back or failed.")
     retiring: bool | None = Field(
         default=None, description="The rollout has ended and its canary and router are about to be removed."
+    )
+
+
+# Promoted revisions kept in status.history (Argo Rollouts' revisionHistoryLimit default).
+HISTORY_KEPT = 10
+
+
+class PromotedRevision(Model):
+    """A revision that became the stable variant: what `kubectl modeldeploy undo` goes back to."""
+
+    number: int = Field(description="Sequence number, 1 for the first stable revision; a revision promoted again takes a new one.")
+    revision: str = Field(description="Hash of the {model, runtime} and what the registry resolved it to, as status.rollout.revision.")
+    model: PassThrough = Field(description="spec.model of the revision.")
+    runtime: PassThrough | None = Field(default=None, description="spec.runtime of the revision (absent: chosen by model.format).")
+    image: str | None = Field(default=None, description="The model-server image the registry resolved it to.")
+    promoted_at: str | None = Field(
+        default=None, description="When it became stable (absent for a stable revision recorded before the history existed).",
     )
 
 
@@ -139,6 +163,10 @@ class ModelDeploymentStatus(Model):
     rollout: RolloutStatus | None = Field(default=None, description=RolloutStatus.__doc__)
     stable: PassThrough | None = Field(
         default=None, description="The promoted {model, runtime}; a spec that differs starts a rollout."
+    )
+    history: list[PromotedRevision] | None = Field(
+        default=None, max_length=HISTORY_KEPT,
+        description=f"The last (up to {HISTORY_KEPT}) revisions that became stable, oldest first; the last is status.stable.",
     )
     kopf: PassThrough | None = Field(
         default=None, description="Bookkeeping of the Kopf framework; not for users."

@@ -107,9 +107,10 @@ def _now() -> str:
 
 
 class Kube:
-    def __init__(self, api_client: k8s_client.ApiClient, field_manager: str):
+    def __init__(self, api_client: k8s_client.ApiClient, field_manager: str, timeout: float = REQUEST_TIMEOUT):
         self.api_client = api_client
         self.field_manager = field_manager
+        self.timeout = timeout  # seconds a request may take (a command line tool waits less)
 
     @classmethod
     def from_environment(cls, field_manager: str, kubeconfig: str | None = None) -> Kube:
@@ -143,7 +144,7 @@ class Kube:
         started = time.monotonic()
         code = 0
         try:
-            response = self.api_client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
+            response = self.api_client.call_api(*serialized, _request_timeout=self.timeout)
             data = response.read()
             code = response.status
         except k8s_client.ApiException as err:

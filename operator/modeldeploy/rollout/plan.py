@@ -29,6 +29,8 @@ class Phase(str, Enum):
 
 
 TERMINAL = (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED)
+# A rollout that ended in one of these can be restarted (modeldeploy.io/retry).
+RETRYABLE = (Phase.ROLLED_BACK, Phase.FAILED)
 # A rollout in one of these has a canary and is advanced by the ticker.
 ACTIVE = (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
 
@@ -68,6 +70,7 @@ class RolloutState:
     paused_at: float | None = None
     promote: str | None = None
     promote_full: str | None = None
+    retry: str | None = None  # the last modeldeploy.io/retry token handled
     message: str = ""
 
 
@@ -188,3 +191,19 @@ def plan(
     if isinstance(step, Pause) and step.seconds is not None and routed is not None and routed >= step.seconds:
         return _advance(state, steps, now, f"paused {step.seconds:.0f}s")
     return state
+
+
+def retry(state: RolloutState, token: str | None) -> RolloutState:
+    """The state after a modeldeploy.io/retry ``token``: a new token restarts a RolledBack
+    or Failed rollout from its first step, with no traffic until the canary is ready (Argo
+    Rollouts' `retry` of an aborted rollout). The token is recorded as handled whatever the
+    phase, so a token set while the rollout runs, or after it succeeded, restarts nothing
+    later; the promote tokens are kept, so annotations already handled do not act again."""
+    if token is None or token == state.retry:
+        return state
+    if state.phase not in RETRYABLE:
+        return dataclasses.replace(state, retry=token)
+    return RolloutState(
+        promote=state.promote, promote_full=state.promote_full, retry=token,
+        message="retried by the user; waiting for the canary pods to load the model",
+    )

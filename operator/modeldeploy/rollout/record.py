@@ -7,7 +7,6 @@ status.rollout is the only memory of a rollout that survives a restart, so every
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -128,6 +127,8 @@ def to_status(state: RolloutState, rev: str) -> dict[str, Any]:
         out["promoteToken"] = state.promote
     if state.promote_full is not None:
         out["promoteFullToken"] = state.promote_full
+    if state.retry is not None:
+        out["retryToken"] = state.retry
     return out
 
 
@@ -142,6 +143,7 @@ def from_status(data: Mapping[str, Any]) -> tuple[RolloutState, str]:
         message=str(data.get("message", "")),
         promote=data.get("promoteToken"),
         promote_full=data.get("promoteFullToken"),
+        retry=data.get("retryToken"),
         **{attr: epoch(data.get(key)) for attr, key in _TIMES.items()},
     )
     return state, str(data.get("revision", ""))
@@ -157,6 +159,12 @@ def changes(before: RolloutState | None, after: RolloutState) -> list[tuple[str,
     return [("Warning" if bad else "Normal", reason, message)]
 
 
-def fresh() -> RolloutState:
-    """A rollout that has just been noticed: no traffic until the canary is ready."""
-    return dataclasses.replace(RolloutState(), message="waiting for the canary pods to load the model")
+def fresh(handled: RolloutState | None = None) -> RolloutState:
+    """A rollout that has just been noticed: no traffic until the canary is ready.
+
+    ``handled``: the previous rollout of this ModelDeployment, whose request tokens
+    (promote, promote-full, retry) stay handled: the annotations are still on the object
+    after that rollout ended, and the next revision must not read them as new requests
+    (a `promote --full` of one rollout would otherwise promote every later one at once)."""
+    tokens = {"promote": handled.promote, "promote_full": handled.promote_full, "retry": handled.retry} if handled else {}
+    return RolloutState(message="waiting for the canary pods to load the model", **tokens)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..api.runtimes import RuntimeRegistry
 from ..api.validate import validate
-from .plan import ACTIVE, Phase, RolloutState
+from .plan import ACTIVE, Phase, RolloutState, retry as retried
 from .record import epoch, fresh, from_status, resolved_of, revision
 
 # variant ({model, runtime}) -> what the registry resolves it to (record.resolved_of), or None
@@ -131,7 +131,7 @@ def ended_at(status: Mapping[str, Any], rev: str | None, now: float) -> float:
 
 def decide(
     spec: Mapping[str, Any], status: Mapping[str, Any], *, stable_complete: bool, state: RolloutState | None = None,
-    now: float = 0.0, resolve: Resolve | None = None,
+    now: float = 0.0, resolve: Resolve | None = None, retry: str | None = None,
 ) -> Variants:
     """The variants for this pass.
 
@@ -139,6 +139,8 @@ def decide(
     record the first snapshot). ``state``: the rollout state just planned by the analysis
     loop; without it, the one in status.rollout is kept. ``resolve``: what the registry
     makes of a variant (registry_resolver); None: revisions of {model, runtime} only.
+    ``retry``: the modeldeploy.io/retry annotation (plan.retry: a new value restarts a
+    rolled-back or failed rollout of the revision the spec asks for).
     """
     if not spec.get("rollout"):
         return Variants(stable_spec=spec)
@@ -162,6 +164,8 @@ def decide(
     if state is None and status.get("rollout"):
         recorded, recorded_rev = from_status(status["rollout"])
         state = recorded if same_revision(recorded_rev, spec, resolve) else None
+    if state is not None:
+        state = retried(state, retry)
     retiring = state is not None and state.phase not in ACTIVE and now - ended_at(status, rev, now) < RETIRE_SECONDS
     if variant_revision(snapshot, resolve) == rev:
         if state is not None and state.phase == Phase.PROMOTING:
@@ -176,7 +180,9 @@ def decide(
             revision=rev if state else None, retiring=retiring, canary_replicas=replicas if retiring else None,
         )
 
-    state = state or fresh()
+    if state is None:
+        previous = from_status(status["rollout"])[0] if status.get("rollout") else None
+        state = retried(fresh(previous), retry)
     if state.phase == Phase.PROMOTING:
         return Variants(
             stable_spec=target, canary_spec=target, snapshot=desired, state=state, revision=rev, canary_replicas=replicas,

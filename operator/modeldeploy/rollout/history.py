@@ -1,0 +1,70 @@
+"""PURE: status.history, the revisions that became stable, and the one `undo` goes back to.
+
+The history is kept in status because status.stable is where a revision becomes stable
+(when its promotion starts): each pass that writes a snapshot calls ``record``, which adds
+an entry only when the stable revision differs from the newest one, so running it again
+changes nothing. Like Argo Rollouts' ReplicaSet revisions, a revision promoted a second
+time (an undo) takes the next number and leaves its older entry, so each revision is
+listed once, under the number of its latest promotion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..api.status import HISTORY_KEPT
+from .record import revision
+from .variants import target_variant, variant_of
+
+
+def entry(number: int, snapshot: Mapping[str, Any], at: str | None) -> dict[str, Any]:
+    """One status.history item for the stable ``snapshot`` (status.stable)."""
+    out: dict[str, Any] = {"number": number, "revision": revision(snapshot), "model": dict(snapshot.get("model") or {})}
+    if snapshot.get("runtime") is not None:
+        out["runtime"] = dict(snapshot["runtime"])
+    image = (snapshot.get("resolved") or {}).get("image")
+    if image:
+        out["image"] = image
+    if at is not None:
+        out["promotedAt"] = at
+    return out
+
+
+def record(
+    history: Sequence[Mapping[str, Any]], previous_stable: Mapping[str, Any] | None, snapshot: Mapping[str, Any], at: str,
+) -> list[dict[str, Any]]:
+    """status.history once ``snapshot`` is status.stable, ``at`` being now.
+
+    Without a history yet, the snapshot is entry 1: promoted ``at`` when it is new
+    (a first revision just recorded, or a promotion), without a time when it was already
+    the stable variant (status written by an operator that kept no history)."""
+    if not history:
+        known = previous_stable is not None and variant_of(previous_stable) == variant_of(snapshot)
+        return [entry(1, snapshot, None if known else at)]
+    rev = revision(snapshot)
+    if history[-1].get("revision") == rev:
+        return [dict(item) for item in history]
+    number = max(int(item.get("number") or 0) for item in history) + 1
+    kept = [dict(item) for item in history if item.get("revision") != rev]
+    return (kept + [entry(number, snapshot, at)])[-HISTORY_KEPT:]
+
+
+def undo_target(
+    history: Sequence[Mapping[str, Any]], spec: Mapping[str, Any], to: str | None = None,
+) -> Mapping[str, Any] | None:
+    """The history entry `undo` rolls out: the entry numbered (or whose revision hash
+    starts with) ``to``; by default the newest one whose {model, runtime} differ from what
+    the spec asks for now, which is the previous promoted revision when the spec asks for
+    the stable one, and the stable revision itself while a canary of another one runs or
+    after it rolled back. None: no such entry."""
+    if to is not None:
+        for item in reversed(history):
+            if str(item.get("number")) == to or (len(to) >= 4 and str(item.get("revision", "")).startswith(to)):
+                return item
+        return None
+    wanted = variant_of(target_variant(spec))
+    for item in reversed(history):
+        if variant_of(item) != wanted:
+            return item
+    return None
