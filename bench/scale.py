@@ -65,7 +65,7 @@ GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
 FAKE_NODE_SELECTOR = {"type": "kwok"}
 FAKE_NODE_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 # Never pulled: kwok runs no containers.
-FAKE_IMAGE = "modeldeploy/bench-never-pulled:0.0.0"
+FAKE_IMAGE = "localhost/modeldeploy/bench-never-pulled:0.0.0"
 TICK_TARGET_S = 2.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SCRAPE_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*scraping /metrics of pod (\S+) failed")

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Build every image the project needs, locally with docker (no registry is needed):
 #   modeldeploy/base-python:bookworm-<hash>  debootstrap base (images/base/build.sh)
-#   $TESTSERVER_IMAGE  (modeldeploy/testserver:0.1.0)   images/testserver
-#   $MODEL_SERVER_IMAGE (modeldeploy/model-server:0.1.0) images/model-server
-#   $STORAGE_INITIALIZER_IMAGE (modeldeploy/storage-initializer:0.1.0) images/storage-initializer
-#   $S3_SERVER_IMAGE   (modeldeploy/s3-server:0.1.0)    images/s3-server (moto, for tests)
-#   $ROUTER_IMAGE      (modeldeploy/router:0.1.0)       images/router (nginx, canary traffic split)
-#   $PROMETHEUS_IMAGE  (modeldeploy/prometheus:$PROMETHEUS_VERSION) images/prometheus + the
+#   $TESTSERVER_IMAGE  ($IMAGE_REGISTRY/modeldeploy/testserver:0.1.0)   images/testserver
+#   $MODEL_SERVER_IMAGE ($IMAGE_REGISTRY/modeldeploy/model-server:0.1.0) images/model-server
+#   $STORAGE_INITIALIZER_IMAGE ($IMAGE_REGISTRY/modeldeploy/storage-initializer:0.1.0) images/storage-initializer
+#   $S3_SERVER_IMAGE   ($IMAGE_REGISTRY/modeldeploy/s3-server:0.1.0)    images/s3-server (moto, for tests)
+#   $ROUTER_IMAGE      ($IMAGE_REGISTRY/modeldeploy/router:0.1.0)       images/router (nginx, canary traffic split)
+#   $PROMETHEUS_IMAGE  ($IMAGE_REGISTRY/modeldeploy/prometheus:$PROMETHEUS_VERSION) images/prometheus + the
 #                      binary of hack/build-prometheus.sh (for the Prometheus-check tests)
-#   $OPERATOR_IMAGE    (modeldeploy/operator:0.1.0)     images/operator, repo root sources
+#   $OPERATOR_IMAGE    ($IMAGE_REGISTRY/modeldeploy/operator:0.1.0)     images/operator, repo root sources
 #   $COREDNS_IMAGE, $PAUSE_IMAGE                        scratch images of the built binaries
 # Starts dockerd when none answers (log: $DOCKERD_LOG). Load them into the cluster with
 # hack/load-images.sh.
@@ -86,7 +86,7 @@ main() {
   step "$OPERATOR_IMAGE" build_operator
   step "$PAUSE_IMAGE + $COREDNS_IMAGE" load_infra
   log "images built in $(since "$start"):"
-  docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^modeldeploy/' | sed 's/^/  /' >&2 || true
+  docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep "^$IMAGE_REGISTRY/modeldeploy/" | sed 's/^/  /' >&2 || true
 }
 
 main "$@"

@@ -6,21 +6,27 @@
 #                (CRDs only; the ValidatingAdmissionPolicy files there are left out)
 #   Istio        istio.io/api@$ISTIO_API_VERSION  kubernetes/customresourcedefinitions.gen.yaml,
 #                only the VirtualService CRD, as virtualservices.networking.istio.io.yaml
-# Cached under $MD_CACHE/crds/<name>-<version>/; prints the two directories, one a line
-# (gateway-api first). A cached version costs nothing: no go, no network.
+# And the chart's optional ServiceMonitor's CRD:
+#   prometheus-operator  github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION
+#                example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
+# Cached under $MD_CACHE/crds/<name>-<version>/; prints the three directories, one a line
+# (gateway-api, istio, prometheus-operator). A cached version costs nothing: no go, no network.
 #
 # Env: GATEWAY_API_VERSION (v1.6.3: the newest Gateway API whose go.mod Go 1.26 accepts;
 #      v1.7.0 wants Go 1.27), GATEWAY_API_CHANNEL (standard; HTTPRoute's RequestMirror
-#      filter is in the standard channel), ISTIO_API_VERSION (v1.32.0).
+#      filter is in the standard channel), ISTIO_API_VERSION (v1.32.0),
+#      PROMETHEUS_OPERATOR_VERSION (v0.85.0).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.3}"
 GATEWAY_API_CHANNEL="${GATEWAY_API_CHANNEL:-standard}"
 ISTIO_API_VERSION="${ISTIO_API_VERSION:-v1.32.0}"
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 CRD_CACHE="$MD_CACHE/crds"
 GATEWAY_DIR="$CRD_CACHE/gateway-api-$GATEWAY_API_CHANNEL-$GATEWAY_API_VERSION"
 ISTIO_DIR="$CRD_CACHE/istio-api-$ISTIO_API_VERSION"
+MONITORING_DIR="$CRD_CACHE/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
 # A directory counts as cached only once this marker is in it (it is moved in whole).
 MARKER=.complete
 
@@ -75,6 +81,17 @@ fetch_istio() {
   log "istio.io/api $ISTIO_API_VERSION: VirtualService CRD in $ISTIO_DIR"
 }
 
+fetch_monitoring() {
+  local src dst="$WORK/monitoring" name=monitoring.coreos.com_servicemonitors.yaml
+  src="$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")/example/prometheus-operator-crd/$name"
+  [[ -f "$src" ]] || die "no example/prometheus-operator-crd/$name in prometheus-operator@$PROMETHEUS_OPERATOR_VERSION"
+  mkdir -p "$dst"
+  install -m 0644 "$src" "$dst/"
+  touch "$dst/$MARKER"
+  install_dir "$dst" "$MONITORING_DIR"
+  log "prometheus-operator $PROMETHEUS_OPERATOR_VERSION: ServiceMonitor CRD in $MONITORING_DIR"
+}
+
 # install_dir SRC DST: replace DST with SRC in one rename, so a reader never sees half.
 install_dir() {
   rm -rf "$2"
@@ -82,11 +99,11 @@ install_dir() {
 }
 
 main() {
-  if [[ -f "$GATEWAY_DIR/$MARKER" && -f "$ISTIO_DIR/$MARKER" ]]; then
-    printf '%s\n%s\n' "$GATEWAY_DIR" "$ISTIO_DIR"
+  if [[ -f "$GATEWAY_DIR/$MARKER" && -f "$ISTIO_DIR/$MARKER" && -f "$MONITORING_DIR/$MARKER" ]]; then
+    printf '%s\n%s\n%s\n' "$GATEWAY_DIR" "$ISTIO_DIR" "$MONITORING_DIR"
     return 0
   fi
-  command -v go >/dev/null || die "go is needed to fetch the CRDs (Go modules sigs.k8s.io/gateway-api, istio.io/api)"
+  command -v go >/dev/null || die "go is needed to fetch the CRDs (Go modules sigs.k8s.io/gateway-api, istio.io/api, prometheus-operator)"
   mkdir -p "$CRD_CACHE"
   WORK=$(mktemp -d "$CRD_CACHE/.fetch.XXXXXX")
   trap 'rm -rf "$WORK"' EXIT
@@ -95,7 +112,8 @@ main() {
   export GOMODCACHE="$WORK/gomodcache" GOFLAGS=-modcacherw GOTOOLCHAIN=local GO111MODULE=on
   [[ -f "$GATEWAY_DIR/$MARKER" ]] || fetch_gateway_api
   [[ -f "$ISTIO_DIR/$MARKER" ]] || fetch_istio
-  printf '%s\n%s\n' "$GATEWAY_DIR" "$ISTIO_DIR"
+  [[ -f "$MONITORING_DIR/$MARKER" ]] || fetch_monitoring
+  printf '%s\n%s\n%s\n' "$GATEWAY_DIR" "$ISTIO_DIR" "$MONITORING_DIR"
 }
 
 main "$@"

@@ -27,7 +27,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).parents[1]
 CRD = ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"
 MODEL_CLAIM = "models"
-S3_IMAGE = "modeldeploy/s3-server:0.1.0"
+S3_IMAGE = os.environ.get("MODELDEPLOY_S3_SERVER_IMAGE", "localhost/modeldeploy/s3-server:0.1.0")
 BUCKET = "models"
 SECRET = "s3-credentials"
 

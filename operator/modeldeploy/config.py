@@ -13,8 +13,10 @@ from . import __version__
 from .api.runtimes import RuntimeRegistry
 
 FIELD_MANAGER = "modeldeploy"
-DEFAULT_STORAGE_INITIALIZER_IMAGE = f"modeldeploy/storage-initializer:{__version__}"
-DEFAULT_ROUTER_IMAGE = "modeldeploy/router:0.1.0"
+# Fully qualified, so nothing resolves to Docker Hub: "localhost" is what `make images` tags.
+IMAGE_REGISTRY = "localhost"
+DEFAULT_STORAGE_INITIALIZER_IMAGE = f"{IMAGE_REGISTRY}/modeldeploy/storage-initializer:{__version__}"
+DEFAULT_ROUTER_IMAGE = f"{IMAGE_REGISTRY}/modeldeploy/router:0.1.0"
 # Passes run at once (--workers, MODELDEPLOY_WORKERS): a first pass waits on a dozen API
 # requests, so at 1,000 new ModelDeployments the API server's latency bounds it (on the
 # 2-core bench machine, 1,000 new ones were all Ready in 197 s with 8 workers, 171 s with 24).

@@ -85,7 +85,11 @@ def _rolling_out(deployment: Mapping[str, Any], counts: Mapping[str, int]) -> bo
 
 
 _IMAGE_WAITING = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
+_CONFIG_WAITING = {"CreateContainerConfigError", "CreateContainerError"}
+_ROOT_IMAGE = "image will run as root"
 _LOAD_FAILED_PREFIX = "model failed to load"
+_FETCH_FAILED_PREFIX = "ModelFetchFailed"
+MESSAGE_LIMIT = 500
 
 
 def _terminated(status: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -98,14 +102,25 @@ def _container_issue(status: Mapping[str, Any], init: bool) -> tuple[str, str] |
     waiting = (status.get("state") or {}).get("waiting") or {}
     if waiting.get("reason") in _IMAGE_WAITING:
         return c.IMAGE_MISSING, f"container {name}: {waiting['reason']}: {waiting.get('message', status.get('image', ''))}"
+    if waiting.get("reason") in _CONFIG_WAITING:
+        message = f"container {name}: {waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
+        if _ROOT_IMAGE in message:
+            message += " (give the image's non-root UID in spec.securityContext.runAsUser)"
+        return c.CONTAINER_CONFIG_INVALID, message
     ended = _terminated(status)
     if not ended or ended.get("exitCode", 0) == 0:
         return None
-    message = " ".join(str(ended.get("message") or ended.get("reason") or "").split())[-500:]
+    whole = " ".join(str(ended.get("message") or ended.get("reason") or "").split())
+    # A crash log's end says most; a one-line verdict (the storage initializer's
+    # "ModelFetchFailed: <uri>: ...", the server's "model failed to load: ...") is kept from
+    # its start, so the URI and the cause survive the cut.
+    message = whole[-MESSAGE_LIMIT:]
     if init:
+        if _FETCH_FAILED_PREFIX in whole:
+            return c.MODEL_FETCH_FAILED, whole[whole.rindex(_FETCH_FAILED_PREFIX):][:MESSAGE_LIMIT]
         return c.MODEL_FETCH_FAILED, message or f"storage initializer exited with {ended.get('exitCode')}"
-    if _LOAD_FAILED_PREFIX in message:
-        return c.MODEL_LOAD_FAILED, message[message.index(_LOAD_FAILED_PREFIX):]
+    if _LOAD_FAILED_PREFIX in whole:
+        return c.MODEL_LOAD_FAILED, whole[whole.rindex(_LOAD_FAILED_PREFIX):][:MESSAGE_LIMIT]
     restarts = status.get("restartCount", 0)
     return c.CRASH_LOOP, f"container {name} exited with {ended.get('exitCode')} ({restarts} restarts): {message}".rstrip(": ")
 

@@ -43,8 +43,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     ApiException = Exception
 
 STATE = Path(os.environ.get("MODELDEPLOY_STATE", "/var/lib/modeldeploy-cluster"))
-TESTSERVER_IMAGE = os.environ.get("MODELDEPLOY_TESTSERVER_IMAGE", "modeldeploy/testserver:0.1.0")
-OPERATOR_IMAGE = os.environ.get("MODELDEPLOY_OPERATOR_IMAGE", "modeldeploy/operator:0.1.0")
+TESTSERVER_IMAGE = os.environ.get("MODELDEPLOY_TESTSERVER_IMAGE", "localhost/modeldeploy/testserver:0.1.0")
+OPERATOR_IMAGE = os.environ.get("MODELDEPLOY_OPERATOR_IMAGE", "localhost/modeldeploy/operator:0.1.0")
 NO_CLUSTER_HINT = "run `make cluster-up` (and `eval \"$(hack/cluster-env.sh)\"`) or point KUBECONFIG at a cluster"
 
 
@@ -317,14 +317,29 @@ def _crd_path(name: str) -> str:
 @pytest.fixture(scope="module")
 def route_crds(kube) -> dict[str, str]:
     """The HTTPRoute and VirtualService CRDs (hack/route-crds.sh: Gateway API standard
-    channel, Istio's VirtualService), applied and Established; {kind: CRD name}.
+    channel, Istio's VirtualService), applied and Established; {kind: CRD name}."""
+    gateway_dir, istio_dir, _ = _crd_dirs()
+    return _shared_crds(kube, "route-crds", [
+        yaml.safe_load((gateway_dir / "gateway.networking.k8s.io_httproutes.yaml").read_text()),
+        yaml.safe_load((istio_dir / "virtualservices.networking.istio.io.yaml").read_text())])
+
+
+@pytest.fixture(scope="module")
+def servicemonitor_crd(kube) -> dict[str, str]:
+    """prometheus-operator's ServiceMonitor CRD (hack/route-crds.sh), applied and Established."""
+    monitoring_dir = _crd_dirs()[2]
+    return _shared_crds(kube, "monitoring-crds", [
+        yaml.safe_load((monitoring_dir / "monitoring.coreos.com_servicemonitors.yaml").read_text())])
+
+
+def _shared_crds(kube, lock: str, manifests: list[dict]) -> dict[str, str]:
+    """Apply CRDs fetched by hack/route-crds.sh and wait until they are Established.
 
     Modules on other workers may use them at the same time, so no module removes them: a
     CRD that was not in the cluster before this run is deleted at the end of the run
-    (at_end_of_run), one already there is left. The run lock makes fetch, check and apply
-    one step: two workers never both fetch into the cache or both count a CRD as new."""
-    with run_lock("route-crds"):
-        manifests = _route_crd_manifests()
+    (at_end_of_run), one already there is left. The run lock makes check and apply one
+    step: two workers never both count a CRD as new."""
+    with run_lock(lock):
         for crd in manifests:
             path = _crd_path(crd["metadata"]["name"])
             if kube.request("GET", path) is None:
@@ -337,14 +352,16 @@ def route_crds(kube) -> dict[str, str]:
     return {crd["spec"]["names"]["kind"]: crd["metadata"]["name"] for crd in manifests}
 
 
-def _route_crd_manifests() -> list[dict]:
+def _crd_dirs() -> tuple[Path, Path, Path]:
+    """The CRD directories hack/route-crds.sh fetches and caches: gateway-api, istio,
+    prometheus-operator. The run lock keeps two workers from fetching into the cache at once."""
     try:
-        out = subprocess.run(["bash", str(ROOT / "hack" / "route-crds.sh")], capture_output=True,
-                             text=True, timeout=300, check=True).stdout
+        with run_lock("crd-fetch"):
+            out = subprocess.run(["bash", str(ROOT / "hack" / "route-crds.sh")], capture_output=True,
+                                 text=True, timeout=300, check=True).stdout
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
         stderr = err.stderr if isinstance(err.stderr, str) else ""
         tail = " | ".join(stderr.strip().splitlines()[-3:]) or str(err)
         unavailable(f"hack/route-crds.sh could not fetch the CRDs (needs go and the Go module proxy): {tail}")
-    gateway_dir, istio_dir = (Path(line) for line in out.split())
-    return [yaml.safe_load((gateway_dir / "gateway.networking.k8s.io_httproutes.yaml").read_text()),
-            yaml.safe_load((istio_dir / "virtualservices.networking.istio.io.yaml").read_text())]
+    gateway_dir, istio_dir, monitoring_dir = (Path(line) for line in out.split())
+    return gateway_dir, istio_dir, monitoring_dir

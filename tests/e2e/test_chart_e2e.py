@@ -37,6 +37,14 @@ def helm(kube_api, *args: str, check: bool = True) -> subprocess.CompletedProces
     return done
 
 
+def image_values(image: str) -> list[str]:
+    """`helm --set` arguments that make the chart name this operator image
+    (registry/repository:tag)."""
+    rest, _, tag = image.rpartition(":")
+    registry, _, repository = rest.partition("/")
+    return ["--set", f"imageRegistry={registry}", "--set", f"image.repository={repository}", "--set", f"image.tag={tag}"]
+
+
 def test_the_chart_lints_and_manifests_are_rendered_from_it(kube_api, tmp_path):
     helm(kube_api, "lint", "--strict", str(CHART))
     out = tmp_path / "manifests"
@@ -50,6 +58,41 @@ def test_a_typo_in_values_fails_the_install_with_a_message_naming_it(kube_api, n
     assert done.returncode != 0 and "replicsa" in done.stderr, done.stderr
     done = helm(kube_api, "install", RELEASE, str(CHART), "-n", namespace, "--set", "watch.allNamespaces=false", "--dry-run", check=False)
     assert done.returncode != 0 and "/watch/namespaces" in done.stderr, done.stderr
+
+
+def _registry_host(ref: str) -> str | None:
+    """The registry host of an image reference by the distribution/reference rule (its
+    first path component, when that has a '.' or a ':' or is 'localhost'); None when the
+    reference would resolve to Docker Hub."""
+    first, slash, _ = ref.partition("/")
+    return first if slash and ("." in first or ":" in first or first == "localhost") else None
+
+
+def _images(documents: list[dict]) -> list[str]:
+    """Every image a rendered release names: containers, the operator's image flags and the
+    runtime registry's images."""
+    found = []
+    for doc in documents:
+        if doc.get("kind") == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                found.append(container["image"])
+                found += [arg.split("=", 1)[1] for arg in container.get("args", []) if arg.startswith(("--router-image=", "--storage-initializer-image="))]
+        if doc.get("kind") == "ConfigMap" and "runtimes.yaml" in doc.get("data", {}):
+            found += [runtime["image"] for runtime in yaml.safe_load(doc["data"]["runtimes.yaml"])["runtimes"]]
+    return found
+
+
+def test_every_image_is_fully_qualified_and_moves_with_the_registry_value(kube_api, namespace):
+    manifests = list(yaml.safe_load_all((ROOT / "manifests" / "operator.yaml").read_text()))
+    defaults = _images(manifests)
+    assert len(defaults) == 7 and {_registry_host(ref) for ref in defaults} == {"localhost"}, defaults  # operator, router, initializer, 4 runtimes
+
+    rendered = helm(kube_api, "template", RELEASE, str(CHART), "-n", namespace, "--set", "imageRegistry=registry.example.com:5000/ml").stdout
+    moved = _images([doc for doc in yaml.safe_load_all(rendered) if doc])
+    assert len(moved) == 7 and all(ref.startswith("registry.example.com:5000/ml/modeldeploy/") for ref in moved), moved
+
+    done = helm(kube_api, "template", RELEASE, str(CHART), "-n", namespace, "--set", "routerImage=nginx:1.27", check=False)
+    assert done.returncode != 0 and "routerImage" in done.stderr, done.stderr
 
 
 def _modeldeployment(kube, namespace: str, name: str, fmt: str) -> None:
@@ -79,10 +122,9 @@ def _invalid(kube, namespace: str, name: str) -> str | None:
     return condition(kube.get_modeldeployment(namespace, name) or {}, c.INVALID_SPEC).get("status")
 
 
-def test_install_upgrade_rollback_uninstall(kube, kube_api, crd, namespace, operator_image, testserver_image, tmp_path):
-    repository, _, tag = operator_image.rpartition(":")
+def test_install_upgrade_rollback_uninstall(kube, kube_api, crd, servicemonitor_crd, namespace, operator_image, testserver_image, tmp_path):
     scoped = ["-n", namespace, "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{namespace}}}",
-              "--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--wait", "--timeout", "180s"]
+              "--set", "metrics.serviceMonitor.enabled=true", *image_values(operator_image), "--wait", "--timeout", "180s"]
     helm(kube_api, "install", RELEASE, str(CHART), *scoped)
     try:
         # Scoped: a Role in the namespace; the one ClusterRole grants reads of cluster-scoped kinds only.
@@ -101,6 +143,14 @@ def test_install_upgrade_rollback_uninstall(kube, kube_api, crd, namespace, oper
         for series in ("modeldeploy_operator_passes_total{", "modeldeploy_operator_queue_depth ",
                        'modeldeploy_operator_api_responses_total{code="200"'):
             assert series in metrics, series
+        # The ServiceMonitor, accepted by prometheus-operator's own CRD schema, selects that
+        # Service (and only it) by a port the Service names.
+        monitor = kube.get("monitoring.coreos.com/v1", "ServiceMonitor", namespace, OPERATOR)
+        assert monitor is not None
+        selected = [svc["metadata"]["name"] for svc in kube.list("v1", "Service", namespace, monitor["spec"]["selector"]["matchLabels"])]
+        assert selected == [f"{OPERATOR}-metrics"], selected
+        ports = {port["name"] for port in kube.get("v1", "Service", namespace, selected[0])["spec"]["ports"]}
+        assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["metrics"] and "metrics" in ports
         pod = wait_for(lambda: next(iter(kube.list("v1", "Pod", namespace, {"app.kubernetes.io/component": "operator", "app.kubernetes.io/instance": RELEASE})), None),
                        30, what="the operator pod")
 
@@ -128,6 +178,7 @@ def test_install_upgrade_rollback_uninstall(kube, kube_api, crd, namespace, oper
     left = {(kind, name) for api_version, kind, ns, name in (
         ("apps/v1", "Deployment", namespace, OPERATOR), ("v1", "ServiceAccount", namespace, OPERATOR),
         ("v1", "ConfigMap", namespace, "modeldeploy-runtimes"), ("v1", "Service", namespace, f"{OPERATOR}-metrics"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor", namespace, OPERATOR),
         ("rbac.authorization.k8s.io/v1", "Role", namespace, OPERATOR),
         ("rbac.authorization.k8s.io/v1", "RoleBinding", namespace, OPERATOR),
         ("rbac.authorization.k8s.io/v1", "ClusterRole", "", f"{OPERATOR}-{namespace}"),

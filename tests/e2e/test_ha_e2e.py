@@ -19,7 +19,7 @@ import pytest
 from modeldeploy.k8s import Kube
 from rollout_support import Probe, iris_objects, model, rollout, walking_spec
 from support import deploy_s3, wait_for
-from test_chart_e2e import CHART, RELEASE, helm
+from test_chart_e2e import CHART, RELEASE, helm, image_values
 from test_rollout_lifecycle_e2e import create, patch, rollout_events, wait_rollout
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
@@ -76,10 +76,9 @@ def _in_cgroup(proc: Path, container: str) -> bool:
 
 
 def test_the_standby_takes_over_a_rollout_when_the_leader_is_killed(kube, kube_api, crd, namespace, operator_image, s3):
-    repository, _, tag = operator_image.rpartition(":")
     helm(kube_api, "install", RELEASE, str(CHART), "-n", namespace, "--set", "replicas=2",
          "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{namespace}}}",
-         "--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--wait", "--timeout", "180s")
+         *image_values(operator_image), "--wait", "--timeout", "180s")
     try:
         leader = wait_for(lambda: one_leader(kube, namespace), 120, what="one of two operator pods leading and Ready")
 

@@ -19,7 +19,7 @@ from support import deploy_s3, hack_setting, service_url, wait_condition, wait_f
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
 
-PROMETHEUS_IMAGE = os.environ.get("MODELDEPLOY_PROMETHEUS_IMAGE") or f"modeldeploy/prometheus:{hack_setting('PROMETHEUS_VERSION')}"
+PROMETHEUS_IMAGE = os.environ.get("MODELDEPLOY_PROMETHEUS_IMAGE") or f"localhost/modeldeploy/prometheus:{hack_setting('PROMETHEUS_VERSION')}"
 
 
 @pytest.fixture(scope="module")

@@ -165,7 +165,7 @@ def test_broken_update_never_takes_traffic(kube, namespace, deployed, models):
 @pytest.mark.parametrize(
     "name,spec,reason,words",
     [
-        ("no-image", {"runtime": {"image": "modeldeploy/no-such-image:0.0.0"}}, c.IMAGE_MISSING, "no-such-image"),
+        ("no-image", {"runtime": {"image": "localhost/modeldeploy/no-such-image:0.0.0"}}, c.IMAGE_MISSING, "no-such-image"),
         ("no-gpu", {"resources": {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}}}, c.UNSCHEDULABLE, "nvidia.com/gpu"),
     ],
 )

@@ -10,8 +10,9 @@ from manifests (router provider):
   across an operator restart (the timer is in status, not in the operator's memory).
 - What GitOps tools make of that status, judged by their own code (hack/health: kstatus
   from sigs.k8s.io/cli-utils, as Flux reads health, and Argo CD's Lua runtime running
-  manifests/argocd/health.lua): Current/Healthy when rolled out, InProgress/Suspended at an
-  indefinite pause, Failed/Degraded for an invalid spec.
+  manifests/argocd/health.lua): Current/Healthy when rolled out, InProgress/Progressing at a
+  timed pause, InProgress/Suspended at an indefinite pause and when paused by the user,
+  Failed/Degraded for an invalid spec.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def test_gitops_tools_read_an_invalid_spec_as_failed(kube, namespace, installed_
     assert "spec.model.format" in verdict["argocdMessage"], verdict
 
 
-def test_a_timed_pause_after_a_promote_lasts_its_duration(kube, namespace, installed_operator, s3):
+def test_a_timed_pause_after_a_promote_lasts_its_duration(kube, namespace, installed_operator, s3, health):
     """setWeight 5, pause {}, setWeight 33, pause 20s: held at the first pause for longer
     than 20 s, then promoted one step. The 20 s pause must give 20 s at 33%, counted from
     when 33% took effect (before the fix it ended within seconds: stepRoutedAt still held
@@ -128,6 +129,9 @@ def test_a_timed_pause_after_a_promote_lasts_its_duration(kube, namespace, insta
     routed = wait_for(lambda: (rollout(kube, namespace, name).get("rollout") or {}).get("stepRoutedAt"), 60,
                       what="the timed pause's weight in effect")
     assert epoch(routed) >= promoted_at - 1, (routed, promoted_at, state)
+    # A timed pause waits for no one: the tools see a rollout under way, not a suspended one.
+    verdict = judged(health, kube.get_modeldeployment(namespace, name))
+    assert (verdict["kstatus"], verdict["argocd"]) == ("InProgress", "Progressing"), verdict
 
     def left_the_pause() -> dict | None:
         current = rollout(kube, namespace, name).get("rollout") or {}
@@ -139,7 +143,7 @@ def test_a_timed_pause_after_a_promote_lasts_its_duration(kube, namespace, insta
 
 
 def test_timed_pauses_last_their_duration_across_a_pause_resume_and_an_operator_restart(
-        kube, namespace, installed_operator, s3):
+        kube, namespace, installed_operator, s3, health):
     """setWeight 20, pause 30s, setWeight 40, pause 30s. In the first timed pause the rollout
     is paused by the user for about 20 s: that pause must end 30 s of unpaused time after
     its weight took effect. In the second the operator is restarted: that pause must end
@@ -164,6 +168,8 @@ def test_timed_pauses_last_their_duration_across_a_pause_resume_and_an_operator_
     patch(kube, namespace, name, {"spec": {"rollout": {"paused": True}}})
     held = wait_rollout(kube, namespace, name, 30, "paused", phase="Paused")
     assert held["rollout"]["step"] == 1 and held["rollout"].get("pausedAt"), held["rollout"]
+    verdict = judged(health, kube.get_modeldeployment(namespace, name))
+    assert (verdict["kstatus"], verdict["argocd"]) == ("InProgress", "Suspended"), verdict
     time.sleep(20)
     assert rollout(kube, namespace, name)["rollout"]["phase"] == "Paused"
     paused_until = time.time()

@@ -13,7 +13,7 @@ import yaml
 
 from modeldeploy.k8s import ApiError, Kube
 
-TEST_SERVER_IMAGE = os.environ.get("MODELDEPLOY_TESTSERVER_IMAGE", "modeldeploy/testserver:0.1.0")
+TEST_SERVER_IMAGE = os.environ.get("MODELDEPLOY_TESTSERVER_IMAGE", "localhost/modeldeploy/testserver:0.1.0")
 
 
 @pytest.fixture(scope="module")

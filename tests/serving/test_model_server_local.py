@@ -8,8 +8,8 @@ LightGBM; a tiny hand-made ONNX graph), served from a bind mount, and queried on
 Marked `docker`, not `e2e`: no cluster is needed. `make test` runs them after building the
 images. Skipped with a message when docker or an image is missing (failed when CI is set).
 Build the images with
-    docker build --build-arg BASE=<base> -t modeldeploy/model-server:0.1.0 images/model-server
-    docker build --build-arg BASE=<base> -t modeldeploy/storage-initializer:0.1.0 images/storage-initializer
+    docker build --build-arg BASE=<base> -t localhost/modeldeploy/model-server:0.1.0 images/model-server
+    docker build --build-arg BASE=<base> -t localhost/modeldeploy/storage-initializer:0.1.0 images/storage-initializer
 (names overridable with MODELDEPLOY_MODEL_SERVER_IMAGE / MODELDEPLOY_STORAGE_INITIALIZER_IMAGE).
 """
 
@@ -38,8 +38,8 @@ from support import unavailable
 
 pytestmark = [pytest.mark.serving, pytest.mark.docker]
 
-SERVER_IMAGE = os.environ.get("MODELDEPLOY_MODEL_SERVER_IMAGE", "modeldeploy/model-server:0.1.0")
-INIT_IMAGE = os.environ.get("MODELDEPLOY_STORAGE_INITIALIZER_IMAGE", "modeldeploy/storage-initializer:0.1.0")
+SERVER_IMAGE = os.environ.get("MODELDEPLOY_MODEL_SERVER_IMAGE", "localhost/modeldeploy/model-server:0.1.0")
+INIT_IMAGE = os.environ.get("MODELDEPLOY_STORAGE_INITIALIZER_IMAGE", "localhost/modeldeploy/storage-initializer:0.1.0")
 ROWS = [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]]  # iris rows 0, 50, 100
 
 # x (FP32 [N, 4]) -> scores = x[:, :3], label = argmax(scores): a 282-byte ONNX graph.

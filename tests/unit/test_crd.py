@@ -35,6 +35,13 @@ def test_committed_crd_is_current(capsys):
     assert capsys.readouterr().out == COMMITTED.read_text()
 
 
+def test_the_crd_file_repeats_shared_schemas_instead_of_aliasing_them():
+    """A sub-schema used twice (SeccompProfile, a list of required keys) is written out in
+    full both times: no YAML anchor or alias for a reader or a tool to trip over."""
+    events = list(yaml.parse(COMMITTED.read_text()))
+    assert not [e for e in events if isinstance(e, yaml.AliasEvent) or getattr(e, "anchor", None)]
+
+
 def test_schema_is_structural():
     for path, node in walk(schema()):
         assert "$ref" not in node and "title" not in node, path

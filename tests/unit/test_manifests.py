@@ -78,3 +78,19 @@ def test_the_operator_is_granted_no_verb_it_never_uses():
     assert {v for g, r, v in granted if r == "events"} == {"create"}
     source = "\n".join(p.read_text() for p in (ROOT / "operator" / "modeldeploy").rglob("*.py"))
     assert '"PUT"' not in source.replace('{"POST": "create", "PUT": "update", "DELETE": "delete"}', "")
+
+
+def test_the_operators_default_images_are_fully_qualified():
+    """No default image may resolve to Docker Hub: a registry host (here the local builds'
+    `localhost`) leads every reference the operator puts into pods."""
+    from modeldeploy import config
+    refs = [config.DEFAULT_ROUTER_IMAGE, config.DEFAULT_STORAGE_INITIALIZER_IMAGE]
+    registry = config.load_registry()
+    refs += [registry.get(name).image for name in registry.names]
+    assert len(refs) == 6 and all(ref.startswith("localhost/modeldeploy/") for ref in refs), refs
+
+
+def test_the_argocd_health_script_in_the_docs_is_the_one_shipped():
+    text = (ROOT / "docs" / "gitops.md").read_text()
+    block = text.split("```lua\n", 1)[1].split("```", 1)[0]
+    assert block == (ROOT / "manifests" / "argocd" / "health.lua").read_text()

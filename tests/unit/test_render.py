@@ -74,7 +74,7 @@ def test_pvc_is_mounted_in_place_without_initializer(make_target):
     deployment = render_deployment(make_target(model={"uri": "pvc://models-claim/iris/v2/", "format": "sklearn"}))
     pod = deployment["spec"]["template"]["spec"]
     assert "initContainers" not in pod
-    assert pod["volumes"] == [{"name": "model-store", "persistentVolumeClaim": {"claimName": "models-claim", "readOnly": True}}]
+    assert pod["volumes"] == [{"name": "model-store", "persistentVolumeClaim": {"claimName": "models-claim", "readOnly": True}}, {"name": "tmp", "emptyDir": {}}]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["MODEL_DIR"] == "/mnt/pvc/iris/v2"
 

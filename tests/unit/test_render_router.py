@@ -11,7 +11,7 @@ from modeldeploy.routing.router import render_nginx_conf, router_route
 pytestmark = pytest.mark.canary
 
 
-def _router(target, weight, image="modeldeploy/router:0.1.0"):
+def _router(target, weight, image="localhost/modeldeploy/router:0.1.0"):
     route = router_route(target, "cluster.local", Split(weight))
     return render_router(target, render_nginx_conf(route), route.fingerprint(), image)
 

@@ -194,6 +194,16 @@ LOAD_FAILED = {"restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBack
         ([pod(scheduled={"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes: Insufficient nvidia.com/gpu"})],
          c.UNSCHEDULABLE, "nvidia.com/gpu"),
         ([pod(main={"state": {"running": {}}}), pod(init=FETCH_FAILED)], c.MODEL_FETCH_FAILED, "v9"),
+        # A long fetch error keeps its start (the URI), not only its last 500 characters.
+        ([pod(init={"state": {"terminated": {"exitCode": 1, "message": "Traceback ...\nModelFetchFailed: hf://my-org/absent: "
+                                             + "Repository Not Found for url. " * 40}}})],
+         c.MODEL_FETCH_FAILED, "ModelFetchFailed: hf://my-org/absent: Repository Not Found"),
+        # The kubelet's words for a runAsNonRoot pod whose image runs as root, and the fix.
+        ([pod(main={"state": {"waiting": {"reason": "CreateContainerConfigError",
+                                          "message": "container has runAsNonRoot and image will run as root (pod: \"m_ns(u)\", container: model-server)"}}})],
+         c.CONTAINER_CONFIG_INVALID, "spec.securityContext.runAsUser"),
+        ([pod(init={"state": {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "s3-creds" not found'}}})],
+         c.CONTAINER_CONFIG_INVALID, 'storage-initializer: CreateContainerConfigError: secret "s3-creds" not found'),
     ],
 )
 def test_pod_issues_are_named(pods, reason, words):

@@ -23,14 +23,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The rules the operator needs in a namespace it watches (namespaced resources). */}}
 {{- define "modeldeploy.namespacedRules" -}}
-# The ModelDeployments: read them, write only their status (never their spec). patch lets
-# Kopf remove the finalizer that operators before 0.2 put on objects with a rollout.
+# The ModelDeployments: listed and watched (read from that cache, never one by one), only
+# their status written (never their spec). patch lets Kopf remove the finalizer that
+# operators before 0.2 put on objects with a rollout.
 - apiGroups: [modeldeploy.io]
   resources: [modeldeployments]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 - apiGroups: [modeldeploy.io]
   resources: [modeldeployments/status]
-  verbs: [get, patch]
+  verbs: [patch]
 # The children, applied server-side (patch; create and get for the first one) and pruned.
 - apiGroups: [apps]
   resources: [deployments]
@@ -52,11 +53,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
   verbs: [get, list, watch, create, patch, delete]
-# Pods are read (their states tell why a model is not serving); router pods are
-# annotated with their new route, which makes the kubelet refresh their config at once.
+# Pods are listed and watched (their states tell why a model is not serving); router pods
+# are annotated with their new route, which makes the kubelet refresh their config at once.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -34,6 +34,9 @@ MODEL_LOAD_FAILED = "ModelLoadFailed"
 IMAGE_MISSING = "ImageMissing"
 CRASH_LOOP = "CrashLoop"
 UNSCHEDULABLE = "Unschedulable"
+# The kubelet cannot start a container as configured: most often a runAsNonRoot pod whose
+# image runs as root (set spec.securityContext.runAsUser), or a missing Secret/ConfigMap.
+CONTAINER_CONFIG_INVALID = "ContainerConfigInvalid"
 # The API server refused to create pods (the ReplicaSet's ReplicaFailure/FailedCreate,
 # which the Deployment copies: PodSecurity, ResourceQuota, a missing ServiceAccount).
 POD_CREATE_FAILED = "PodCreateFailed"

@@ -215,6 +215,61 @@ class PodMetadata(Model):
     annotations: StringMap | None = Field(default=None, description="Extra pod annotations.")
 
 
+class SeccompProfile(Model):
+    """Seccomp profile of a pod or container (Kubernetes SeccompProfile)."""
+
+    type: Literal["RuntimeDefault", "Localhost", "Unconfined"] = Field(description="Which profile.")
+    localhost_profile: str | None = Field(
+        default=None, description="Path of the profile on the node, for type Localhost."
+    )
+
+
+class Capabilities(Model):
+    """Linux capabilities to add to or drop from a container."""
+
+    add: list[str] | None = Field(default=None, description="Capabilities to add.")
+    drop: list[str] | None = Field(default=None, description="Capabilities to drop (the operator drops ALL).")
+
+
+class PodSecurityContext(Model):
+    """Pod-level security settings of the serving pods, merged key by key over the operator's
+    defaults (runAsNonRoot, seccompProfile RuntimeDefault), which already pass the Pod Security
+    Standard `restricted`. Kubernetes PodSecurityContext; fields left out keep the defaults."""
+
+    run_as_user: int | None = Field(default=None, ge=0, description="UID the containers run as.")
+    run_as_group: int | None = Field(default=None, ge=0, description="Primary GID of the containers.")
+    run_as_non_root: bool | None = Field(default=None, description="Refuse to start a container as UID 0.")
+    fs_group: int | None = Field(default=None, ge=0, description="GID owning mounted volumes (e.g. a pvc:// model).")
+    fs_group_change_policy: Literal["OnRootMismatch", "Always"] | None = Field(
+        default=None, description="When to change volume ownership to fsGroup."
+    )
+    supplemental_groups: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="More GIDs of the containers."
+    )
+    seccomp_profile: SeccompProfile | None = Field(default=None, description=SeccompProfile.__doc__)
+    se_linux_options: PassThrough | None = Field(default=None, description="SELinux context (Kubernetes SELinuxOptions).")
+    sysctls: list[PassThrough] | None = Field(default=None, description="Namespaced sysctls (name, value).")
+
+
+class ContainerSecurityContext(Model):
+    """Security settings of the model-server and storage-initializer containers, merged key
+    by key over the operator's defaults (allowPrivilegeEscalation false, readOnlyRootFilesystem
+    true, capabilities drop ALL, runAsNonRoot). Kubernetes SecurityContext; fields left out
+    keep the defaults."""
+
+    run_as_user: int | None = Field(default=None, ge=0, description="UID the container runs as.")
+    run_as_group: int | None = Field(default=None, ge=0, description="Primary GID of the container.")
+    run_as_non_root: bool | None = Field(default=None, description="Refuse to start the container as UID 0.")
+    read_only_root_filesystem: bool | None = Field(
+        default=None, description="Mount the image read-only (the operator gives /tmp an emptyDir)."
+    )
+    allow_privilege_escalation: bool | None = Field(default=None, description="Allow setuid and the like.")
+    privileged: bool | None = Field(default=None, description="Run privileged (refused by the baseline and restricted standards).")
+    capabilities: Capabilities | None = Field(default=None, description=Capabilities.__doc__)
+    seccomp_profile: SeccompProfile | None = Field(default=None, description=SeccompProfile.__doc__)
+    se_linux_options: PassThrough | None = Field(default=None, description="SELinux context (Kubernetes SELinuxOptions).")
+
+
 RESERVED_NOTE = "Reserved for a later version of the API; setting it today is reported as InvalidSpec."
 EXPLICIT = (
     "spec.model and spec.runtime stay the stable variant; the overlay is what spec.rollout "
@@ -453,6 +508,15 @@ class ModelDeploymentSpec(Model):
     )
     image_pull_secrets: list[ObjectReference] | None = Field(
         default=None, description="Secrets for pulling the runtime images."
+    )
+    security_context: PodSecurityContext | None = Field(default=None, description=PodSecurityContext.__doc__)
+    container_security_context: ContainerSecurityContext | None = Field(
+        default=None, description=ContainerSecurityContext.__doc__
+    )
+    automount_service_account_token: bool = Field(
+        default=False,
+        description="Mount the service account's API token into the serving pods. Off: a model "
+        "server needs no Kubernetes API access.",
     )
     pod_metadata: PodMetadata | None = Field(default=None, description=PodMetadata.__doc__)
     canary: CanaryVariant | None = Field(default=None, description=f"{CanaryVariant.__doc__} {EXPLICIT}")

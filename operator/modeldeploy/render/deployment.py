@@ -15,6 +15,34 @@ SERVER_CONTAINER = "model-server"
 INITIALIZER_CONTAINER = "storage-initializer"
 PORT_NAME = "http"
 PRESTOP_SECONDS = 5
+TMP_VOLUME = "tmp"
+
+# Pod Security Standard `restricted` (https://kubernetes.io/docs/concepts/security/pod-security-standards/)
+# and a read-only root filesystem: what every serving pod gets unless spec.securityContext /
+# spec.containerSecurityContext say otherwise, key by key. The images run as a non-root UID
+# of their own (USER in their Dockerfiles), so no runAsUser is forced on other runtimes.
+POD_SECURITY: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def _security(defaults: dict[str, Any], user: Any) -> dict[str, Any]:
+    """The defaults, each key the user gives replacing the operator's (whole: a user's
+    capabilities replace the dropped ALL)."""
+    given = user.model_dump(by_alias=True, exclude_none=True) if user is not None else {}
+    return {**defaults, **given}
+
+
+def pod_security_context(target: Target) -> dict[str, Any]:
+    return _security(POD_SECURITY, target.spec.security_context)
+
+
+def container_security_context(target: Target) -> dict[str, Any]:
+    return _security(CONTAINER_SECURITY, target.spec.container_security_context)
 
 
 def model_location(target: Target) -> tuple[list[dict[str, Any]], str, bool]:
@@ -45,8 +73,9 @@ def _storage_initializer(target: Target) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "args": [model.uri, MODEL_MOUNT],
         "env": env,
-        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT}],
+        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT}, {"name": TMP_VOLUME, "mountPath": "/tmp"}],
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
+        "securityContext": container_security_context(target),
         # Its last line (ModelFetchFailed: ...) becomes the pod's termination message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -102,7 +131,9 @@ def _server(target: Target, model_dir: str, mount_path: str) -> dict[str, Any]:
         # A pod removed from a Service's endpoints still gets connections until kube-proxy
         # (and a router's upstream) catch up: keep answering a few seconds before stopping.
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
-        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": mount_path, "readOnly": True}],
+        # /tmp writable on a read-only root filesystem (scratch space of the runtimes).
+        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": mount_path, "readOnly": True}, {"name": TMP_VOLUME, "mountPath": "/tmp"}],
+        "securityContext": container_security_context(target),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if runtime.command:
@@ -121,8 +152,10 @@ def _pod_spec(target: Target) -> dict[str, Any]:
     mount_path = MODEL_MOUNT if download else PVC_MOUNT
     pod: dict[str, Any] = {
         "containers": [_server(target, model_dir, mount_path)],
-        "volumes": volumes,
+        "volumes": [*volumes, {"name": TMP_VOLUME, "emptyDir": {}}],
         "enableServiceLinks": False,
+        "securityContext": pod_security_context(target),
+        "automountServiceAccountToken": spec.automount_service_account_token,
     }
     if download:
         pod["initContainers"] = [_storage_initializer(target)]

@@ -103,6 +103,9 @@ def render_router(
                     "volumes": [{"name": "config", "configMap": {"name": name}}, {"name": "tmp", "emptyDir": {}}],
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,
+                    # Pod Security Standard `restricted`; nginx needs no API access.
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "automountServiceAccountToken": False,
                 },
             },
         },
