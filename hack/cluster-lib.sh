@@ -270,3 +270,35 @@ foreign_cluster() {
   fi
   "$k" --request-timeout=5s get --raw /readyz >/dev/null 2>&1
 }
+
+# --- phase timing (hack/test.sh, hack/demo.sh) -------------------------------------------
+# phase NAME ends the running phase (logging `time: PHASE Ns`) and starts NAME;
+# phase_failed closes a phase cut short; phase_table prints every phase and the total.
+T0=$SECONDS PHASE="" PHASE_T0=0 TIMES=()
+
+phase() {
+  end_phase
+  PHASE=$1 PHASE_T0=$SECONDS
+  log "phase: $PHASE"
+}
+
+end_phase() {
+  [[ -n "$PHASE" ]] || return 0
+  local took=$((SECONDS - PHASE_T0))
+  TIMES+=("$(printf '%-16s %5ss' "$PHASE" "$took")")
+  log "time: $PHASE ${took}s"
+  PHASE=""
+}
+
+phase_failed() {
+  [[ -n "$PHASE" ]] || return 0
+  log "time: $PHASE $((SECONDS - PHASE_T0))s (failed)"
+  TIMES+=("$(printf '%-16s %5ss failed' "$PHASE" "$((SECONDS - PHASE_T0))")")
+  PHASE=""
+}
+
+phase_table() {
+  TIMES+=("$(printf '%-16s %5ss' total "$((SECONDS - T0))")")
+  log "time: total $((SECONDS - T0))s"
+  printf '  %s\n' "${TIMES[@]}" >&2
+}

@@ -36,33 +36,14 @@ DEMO_LABEL=modeldeploy.io/demo
 DEMO_IMAGES=("$OPERATOR_IMAGE" "$MODEL_SERVER_IMAGE" "$STORAGE_INITIALIZER_IMAGE" "$ROUTER_IMAGE" "$S3_SERVER_IMAGE")
 REQUEST='{"instances": [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]}'
 
-T0=$SECONDS PHASE="" PHASE_T0=0 TIMES=()
 WORK=$(mktemp -d)
-
-# phase NAME: end the running phase (logging its time) and start NAME.
-phase() {
-  end_phase
-  PHASE=$1 PHASE_T0=$SECONDS
-  log "phase: $PHASE"
-}
-
-end_phase() {
-  [[ -n "$PHASE" ]] || return 0
-  TIMES+=("$(printf '%-10s %5ss' "$PHASE" "$((SECONDS - PHASE_T0))")")
-  log "time: $PHASE $((SECONDS - PHASE_T0))s"
-  PHASE=""
-}
 
 on_exit() {
   local rc=$?
   rm -rf "$WORK"
   [[ ${#TIMES[@]} -gt 0 || -n "$PHASE" ]] || exit "$rc"
-  if [[ -n "$PHASE" ]]; then
-    log "time: $PHASE $((SECONDS - PHASE_T0))s (failed)"
-    TIMES+=("$(printf '%-10s %5ss failed' "$PHASE" "$((SECONDS - PHASE_T0))")")
-  fi
-  TIMES+=("$(printf '%-10s %5ss' total "$((SECONDS - T0))")")
-  printf '  %s\n' "${TIMES[@]}" >&2
+  phase_failed
+  phase_table
   exit "$rc"
 }
 trap on_exit EXIT

@@ -17,38 +17,16 @@ cd "$REPO_DIR"
 WORKERS="${MODELDEPLOY_TEST_WORKERS:-3}"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "MODELDEPLOY_TEST_WORKERS=$WORKERS: expected a positive number"
 
-T0=$SECONDS
-PHASE="" PHASE_T0=0 TIMES=() STARTED_CLUSTER=0
-
-# phase NAME: end the running phase (logging its time) and start NAME.
-phase() {
-  end_phase
-  PHASE=$1 PHASE_T0=$SECONDS
-  log "phase: $PHASE"
-}
-
-end_phase() {
-  [[ -n "$PHASE" ]] || return 0
-  local took=$((SECONDS - PHASE_T0))
-  TIMES+=("$(printf '%-16s %5ss' "$PHASE" "$took")")
-  log "time: $PHASE ${took}s"
-  PHASE=""
-}
+STARTED_CLUSTER=0
 
 on_exit() {
   local rc=$?
-  if [[ -n "$PHASE" ]]; then
-    log "time: $PHASE $((SECONDS - PHASE_T0))s (failed)"
-    TIMES+=("$(printf '%-16s %5ss failed' "$PHASE" "$((SECONDS - PHASE_T0))")")
-    PHASE=""
-  fi
+  phase_failed
   if [[ $STARTED_CLUSTER == 1 && "${KEEP_CLUSTER:-0}" != 1 ]]; then
     log "stopping the cluster started for the tests"
     bash hack/cluster-down.sh || rc=1
   fi
-  TIMES+=("$(printf '%-16s %5ss' total "$((SECONDS - T0))")")
-  log "time: total $((SECONDS - T0))s"
-  printf '  %s\n' "${TIMES[@]}" >&2
+  phase_table
   exit "$rc"
 }
 trap on_exit EXIT
