@@ -174,7 +174,14 @@ def test_mirror_copies_every_request_to_the_canary_and_abort_retires_it(kube, na
              60, what="Service on the router")
     wait_for(lambda: (rollout(kube, namespace, name).get("rollout") or {}).get("stepRoutedAt"), 60, what="route in effect")
     canary_url = f"http://{kube.get('v1', 'Service', namespace, f'{name}-canary')['spec']['clusterIP']}"
-    copies_before = requests_served(canary_url)
+
+    def served_so_far() -> float | None:
+        # The canary Service is new: kube-proxy may not have programmed it yet (refused).
+        try:
+            return requests_served(canary_url) + 1  # +1: 0 served is an answer too
+        except OSError:
+            return None
+    copies_before = wait_for(served_so_far, 30, interval=0.5, what="the canary Service answering") - 1
 
     answers = [predict(url, uuid.uuid4().hex, name=name) for _ in range(200)]
     assert answers == [(200, "stable")] * 200

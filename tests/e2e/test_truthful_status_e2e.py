@@ -196,9 +196,10 @@ def test_timed_pauses_last_their_duration_across_a_pause_resume_and_an_operator_
 
 
 def test_pods_the_api_refuses_to_create_show_with_the_apis_message(kube, namespace, installed_operator, s3):
-    """PodSecurity `restricted` enforced on the namespace for the length of this test: the
-    model server's pods are refused at creation (ReplicaSet FailedCreate), which status
-    must say, with the API server's words, instead of a silent Pending."""
+    """PodSecurity `restricted` enforced on the namespace for the length of this test, and a
+    spec asking for root (the operator's own pods pass `restricted`): the model server's pods
+    are refused at creation (ReplicaSet FailedCreate), which status must say, with the API
+    server's words, instead of a silent Pending."""
     ns_path = f"/api/v1/namespaces/{namespace}"
     enforce = "pod-security.kubernetes.io/enforce"
     name = "refused"
@@ -206,7 +207,7 @@ def test_pods_the_api_refuses_to_create_show_with_the_apis_message(kube, namespa
                  content_type="application/merge-patch+json")
     try:
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
-                "spec": {"model": model("v1", s3), "replicas": 1}}
+                "spec": {"model": model("v1", s3), "replicas": 1, "securityContext": {"runAsNonRoot": False, "runAsUser": 0}}}
         kube.request("POST", collection_path(API_VERSION, KIND, namespace), body=body)
 
         def refused() -> dict | None:
