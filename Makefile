@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 # which one it tried and what to do (hack/need-cluster.sh), in seconds.
 NEED_CLUSTER = @bash hack/need-cluster.sh "make $@"
 
-.PHONY: help install test unit e2e lint crds manifests chart-lint run demo demo-clean deploy undeploy cluster-up cluster-down cluster-status images load-images bench bench-scale clean
+.PHONY: help install test unit e2e lint crds manifests chart-lint run demo demo-clean deploy undeploy cluster-up cluster-down cluster-status kind-build kind-up kind-down images load-images bench bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -74,6 +74,15 @@ cluster-down: ## stop it and remove every process, mount, iptables rule and devi
 cluster-status: ## say what runs
 	$(NEED_CLUSTER)
 	bash hack/cluster-status.sh
+
+kind-build: ## build kind and its node image locally (Go module proxy + debootstrap; cached; docs/kind.md)
+	bash hack/kind-build.sh
+
+kind-up: ## start the kind cluster modeldeploy-kind (kubeconfig ~/.cache/modeldeploy/kind/modeldeploy-kind.kubeconfig)
+	bash hack/kind-up.sh
+
+kind-down: ## delete the kind cluster modeldeploy-kind
+	bash hack/kind-down.sh
 
 images: ## build every image locally (docker; base image made with debootstrap)
 	bash hack/images.sh
