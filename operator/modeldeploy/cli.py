@@ -1,11 +1,13 @@
 """The `modeldeploy` command: `modeldeploy operator` runs the operator, `modeldeploy crd`
-prints the CustomResourceDefinition generated from the API models."""
+prints the CustomResourceDefinition generated from the API models, `modeldeploy profile`
+writes the training-data profile the model server measures drift against."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections import Counter
 
 import yaml
 
@@ -106,6 +108,28 @@ def _crd(_: argparse.Namespace) -> int:
     return 0
 
 
+def _profile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .profile import PROFILE_FILE, OutputColumn, ProfileInputError, build, write
+
+    model_dir = Path(args.model) if args.model else None
+    if model_dir is not None and not model_dir.is_dir():
+        print(f"modeldeploy profile: --model {args.model}: not a directory", file=sys.stderr)
+        return 2
+    try:
+        doc = build(Path(args.data), model_dir, [OutputColumn.parse(o) for o in args.output or ()], args.exclude or ())
+    except (ProfileInputError, ValueError, OSError) as err:
+        print(f"modeldeploy profile: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else (model_dir / PROFILE_FILE if model_dir else Path(PROFILE_FILE))
+    write(doc, out)
+    kinds = Counter(f["type"] for f in doc["features"])
+    print(f"{out}: {doc['rows']} rows, {len(doc['features'])} features ({kinds['numeric']} numeric, "
+          f"{kinds['categorical']} categorical), {len(doc['outputs'])} outputs")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="modeldeploy", description=__doc__)
     top.add_argument("--version", action="version", version=f"modeldeploy {__version__}")
@@ -135,6 +159,19 @@ def parser() -> argparse.ArgumentParser:
 
     crd = commands.add_parser("crd", help="print the ModelDeployment CRD as YAML")
     crd.set_defaults(func=_crd)
+
+    prof = commands.add_parser(
+        "profile", help="write profile.json: the training data's distribution, for drift monitoring",
+        description="Profile training data (CSV with a header row, or Parquet) for the model server's drift scores.",
+    )
+    prof.add_argument("data", help="DATA.csv or DATA.parquet")
+    prof.add_argument("--model", help="model directory: features named and ordered by its signature; "
+                      "profile.json is written into it unless --out is given")
+    prof.add_argument("--output", action="append", metavar="[NAME=]COLUMN",
+                      help="a column holding the model's predictions, profiled as output NAME (e.g. predict=pred); repeatable")
+    prof.add_argument("--exclude", action="append", metavar="COLUMN", help="a column that is not a feature (e.g. the label); repeatable")
+    prof.add_argument("-o", "--out", help="where to write (default: MODEL/profile.json, else ./profile.json)")
+    prof.set_defaults(func=_profile)
     return top
 
 

@@ -17,10 +17,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from .analysis.prometheus import variables
+from .analysis.quality import drift_summary, judge_drift, output_delta, parse_quality
 from .analysis.window import Measure, Scrape, judge, measure
 from .api.annotations import PROMOTE, PROMOTE_FULL
 from .api.runtimes import RuntimeRegistry
-from .api.spec import ModelDeploymentSpec
+from .analysis.metrics import MetricsError
+from .analysis.outcome import Outcome, QueryResult
+from .api.spec import DRIFT_THRESHOLDS, DriftMonitoring, ModelDeploymentSpec
 from .k8s import Kube
 from .k8s.prometheus import query_checks
 from .k8s.scrape import scrape_pods, served_routes
@@ -154,6 +157,8 @@ def tick(
                     query_checks(analysis.prometheus_url, analysis.prometheus_checks, variables(name, namespace, analysis.interval))
                     if analysis.prometheus_url and analysis.prometheus_checks else []
                 )
+                if analysis.max_drift is not None:
+                    queries.append(drift_gate(spec, window.opened, scrape, name))
                 judged = judge(window.opened, scrape, name, checks_of(analysis), analysis.min_requests, queries)
                 verdict = IntervalResult(judged.outcome, now, judged.message)
                 details = {"outcome": judged.outcome.value, "message": judged.message, "requests": judged.requests}
@@ -175,6 +180,51 @@ def tick(
         route_in_effect=in_effect or state.weight == 0,
     )
     return Tick(nxt, rev, result, details, now if result else None)
+
+
+def drift_gate(spec: ModelDeploymentSpec, opened: Scrape, closed: Scrape, model: str) -> QueryResult:
+    """analysis.maxDrift over the window between two scrapes (analysis/quality.py)."""
+    drift = (spec.monitoring.drift if spec.monitoring else None) or DriftMonitoring()
+    assert spec.rollout is not None and spec.rollout.analysis is not None and spec.rollout.analysis.max_drift is not None
+    try:
+        return judge_drift(
+            [parse_quality(text, model) for text in closed.canary.values()],
+            output_delta(opened.canary, closed.canary, model), output_delta(opened.stable, closed.stable, model),
+            drift.metric, spec.rollout.analysis.max_drift, drift.min_samples,
+        )
+    except MetricsError as err:
+        return QueryResult("drift", Outcome.INCONCLUSIVE, None, f"drift not measurable: {err}")
+
+
+def drift_watched(spec: Mapping[str, Any]) -> DriftMonitoring | None:
+    """The drift settings of a raw spec when drift is monitored (monitoring.drift, or a maxDrift gate)."""
+    try:
+        parsed = ModelDeploymentSpec.model_validate(dict(spec))
+    except ValidationError:
+        return None
+    drift = parsed.monitoring.drift if parsed.monitoring else None
+    gate = parsed.rollout.analysis.max_drift if parsed.rollout and parsed.rollout.analysis else None
+    return drift or (DriftMonitoring() if gate is not None else None)
+
+
+def watch_drift(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Stable's drift now, from its pods' /metrics (status.drift, condition Drifting);
+    None when drift is not monitored or no pod answered."""
+    drift = drift_watched(body.get("spec") or {})
+    if drift is None:
+        return None
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
+    texts = scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name)), _port(stable_dep))
+    if not texts:
+        return None
+    try:
+        readings = [parse_quality(text, name) for text in texts.values()]
+    except MetricsError as err:
+        log.warning("%s/%s: drift not read: %s", namespace, name, err)
+        return None
+    threshold = drift.threshold if drift.threshold is not None else DRIFT_THRESHOLDS[drift.metric]
+    return drift_summary(readings, drift.metric, threshold) or {"metric": drift.metric, "threshold": threshold, "samples": 0}
 
 
 def settle_retired_route(kube: Kube, namespace: str, name: str, traffic: TrafficProvider) -> None:

@@ -22,7 +22,7 @@ from .api.redact import redact
 from .api.validate import Validated, validate
 from .config import OperatorConfig
 from .k8s import ApiError, ChildConflict, Kube
-from .progress import Tick
+from .progress import Tick, drift_watched
 from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Target, labels, names, render_children
 from .render.canary import route_matches
 from .render.readiness import running_replicas
@@ -203,7 +203,7 @@ def render_key(spec: Mapping[str, Any], variants: Variants, config: OperatorConf
 
 def reconcile(
     kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick: Tick | None = None, children: bool = True,
-    rendered: MutableMapping[str, str] | None = None,
+    rendered: MutableMapping[str, str] | None = None, drift: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Bring the children of one ModelDeployment in line with its spec; return the status.
 
@@ -214,6 +214,8 @@ def reconcile(
     ``rendered`` (the render_key of each ModelDeployment's last clean apply, by uid, kept
     by the caller) shows that what the children are rendered from has changed (a tick
     moved the weight, a rollout started or ended).
+    ``drift``: stable's drift summary just measured (progress.watch_drift); without it the
+    last one in status is kept.
     """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -282,6 +284,8 @@ def reconcile(
         canary_deployment=kube.get("apps/v1", "Deployment", namespace, names.variant(name, names.CANARY)),
         canary_pods=kube.list("v1", "Pod", namespace, labels.selector(name, names.CANARY)),
         conflict="; ".join(conflicts) or None,
+        drift_watched=drift_watched(spec) is not None,
+        drift=drift,
     )
     status = compute_status(previous, observed, _now())
     status.update(rollout_part)

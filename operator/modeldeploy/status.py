@@ -48,6 +48,10 @@ class Observed:
     canary_pods: Sequence[Mapping[str, Any]] = ()
     conflict: str | None = None
     apply_error_code: int | None = None
+    # spec.monitoring.drift (or maxDrift) is set; ``drift``: stable's summary measured this
+    # pass (analysis/quality.drift_summary), None when not measured now (the last is kept).
+    drift_watched: bool = False
+    drift: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,18 @@ def _conditions(observed: Observed, counts: Mapping[str, int]) -> list[dict[str,
     return [_invalid_spec(observed), available, progressing, ready, reconciling, stalled]
 
 
+def _drifting(summary: Mapping[str, Any] | None, generation: int) -> dict[str, Any]:
+    if not summary or "score" not in summary:
+        rows = (summary or {}).get("samples", 0)
+        return condition(c.DRIFTING, c.UNKNOWN, c.DRIFT_NOT_MEASURED,
+                         f"no drift scores yet ({rows} rows in the window; the model needs a profile.json)", generation)
+    where = f"{'input feature' if summary.get('kind') == 'input' else 'output'} '{summary.get('feature')}'"
+    score = f"{summary['metric']} {summary['score']:.3f}"
+    if summary.get("drifting"):
+        return condition(c.DRIFTING, c.TRUE, c.DRIFT_DETECTED, f"{where}: {score} > {summary['threshold']:g}", generation)
+    return condition(c.DRIFTING, c.FALSE, c.NO_DRIFT, f"worst: {where}, {score} <= {summary['threshold']:g}", generation)
+
+
 def _keep_transition_times(new: Iterable[dict[str, Any]], old: Iterable[Mapping[str, Any]], now: str) -> list[dict[str, Any]]:
     previous = {cond.get("type"): cond for cond in old}
     result = []
@@ -365,9 +381,15 @@ def _serving_model(deployment: Mapping[str, Any]) -> dict[str, Any]:
 def compute_status(previous: Mapping[str, Any], observed: Observed, now: str) -> Status:
     """The full status for this pass (Kopf's own ``status.kopf`` subtree excluded)."""
     counts = _replicas(observed.deployment)
-    conditions = _keep_transition_times(_conditions(observed, counts), previous.get("conditions") or (), now)
+    computed = _conditions(observed, counts)
+    drift = (observed.drift if observed.drift is not None else previous.get("drift")) if observed.drift_watched else None
+    if observed.drift_watched:
+        computed.append(_drifting(drift, observed.generation))
+    conditions = _keep_transition_times(computed, previous.get("conditions") or (), now)
     by_type = {cond["type"]: cond for cond in conditions}
     status: Status = {"observedGeneration": observed.generation, "conditions": conditions, **counts}
+    if drift:
+        status["drift"] = dict(drift)
     # The model actually serving changes only once a rollout of it has completed.
     if observed.deployment is not None and not observed.problems and rolled_out(observed.deployment):
         status["model"] = _serving_model(observed.deployment)
@@ -386,12 +408,13 @@ def compute_status(previous: Mapping[str, Any], observed: Observed, now: str) ->
 _SUMMARIES = (c.RECONCILING, c.STALLED)
 _BAD = {
     (c.INVALID_SPEC, c.TRUE), (c.READY, c.FALSE), (c.AVAILABLE, c.FALSE), (c.PROGRESSING, c.FALSE),
+    (c.DRIFTING, c.TRUE),
 }
 
 
 # The ordinary state of a ModelDeployment just created, not news when a condition first
 # appears with it: its pods are on their way.
-_STARTING = frozenset({c.MINIMUM_REPLICAS_UNAVAILABLE, c.DEPLOYMENT_MISSING, c.ROLLOUT_IN_PROGRESS})
+_STARTING = frozenset({c.MINIMUM_REPLICAS_UNAVAILABLE, c.DEPLOYMENT_MISSING, c.ROLLOUT_IN_PROGRESS, c.DRIFT_NOT_MEASURED})
 
 
 def transitions(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[Event]:

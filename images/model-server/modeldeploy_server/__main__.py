@@ -59,10 +59,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     log = logging.getLogger("kserve.modeldeploy")
     try:
+        from . import monitoring
+        from .monitoring import drift
+
+        watch = monitoring.from_env()
+    except Exception as e:  # noqa: BLE001 - a refused field (ConfigError), a sink that cannot start
+        fail(f"monitoring configuration refused: {one_line(e)}")
+    try:
         from . import server
         from .model import ServedModel
 
-        model_server = server.build(args)  # also sets up logging
+        model_server = server.build(args, watch)  # also sets up logging
     except Exception as e:  # noqa: BLE001
         fail(f"model server failed to start: {one_line(e)}")
     model = ServedModel(args.model_name, args.model_dir, args.model_format)
@@ -72,8 +79,15 @@ def main(argv: list[str] | None = None) -> None:
         if not isinstance(e, ModelLoadError):
             log.debug("load failed", exc_info=True)  # KSERVE_LOGLEVEL=DEBUG shows the traceback
         fail(f"model failed to load: {one_line(e)}")
+    try:
+        model.drift = drift.start(model.name, model.model_dir, watch.config.drift)
+    except drift.ProfileError as e:
+        fail(f"drift profile refused: {e}")
     log.info("modeldeploy-server %s: serving %r (%s) on 0.0.0.0:%s", __version__, model.name, model.format, args.http_port)
-    server.start(model_server, model)
+    try:
+        server.start(model_server, model)
+    finally:
+        watch.stop()  # what is buffered is sent before the process ends
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ class ServedModel(Model):
         self.model_format = model_format
         self.backend: Backend | None = None
         self.signature: schema.Signature | None = None
+        self.drift: Any = None  # monitoring.drift.DriftMonitor when monitoring.drift is set
 
     # ---------------------------------------------------------------- loading
 
@@ -84,8 +85,9 @@ class ServedModel(Model):
                 raise BadInput(f"the request body is not valid JSON: {e}") from None
         batch = schema.decode_v1(payload, self.signature)
         primary = self.backend.default_outputs[0]
-        result = self._run(batch, [primary])[primary]
-        return {"predictions": _jsonable(result)}
+        results = self._run(batch, [primary])
+        self._observe(batch, results)
+        return {"predictions": _jsonable(results[primary])}
 
     def _predict_v2(self, request: InferRequest) -> InferResponse:
         batch = schema.decode_v2(request.inputs, self.signature)
@@ -94,6 +96,7 @@ class ServedModel(Model):
             if name not in self.backend.outputs:
                 raise BadInput(f"unknown output '{name}'; the model gives: {', '.join(self.backend.outputs)}", name)
         results = self._run(batch, wanted)
+        self._observe(batch, results)
         outputs = []
         for name in wanted:
             arr = results[name]
@@ -110,6 +113,15 @@ class ServedModel(Model):
             use_binary_outputs=request.use_binary_outputs,
             requested_outputs=request.request_outputs,
         )
+
+    def _observe(self, batch: Any, results: dict[str, np.ndarray]) -> None:
+        """Feed the drift windows; monitoring never fails a prediction."""
+        if self.drift is None:
+            return
+        try:
+            self.drift.observe(batch, results)
+        except Exception:  # noqa: BLE001
+            log.warning("drift: a batch could not be observed", exc_info=True)
 
     def _run(self, batch: Any, outputs: list[str]) -> dict[str, np.ndarray]:
         try:

@@ -4,7 +4,8 @@
   input when it can (``{"error": "...", "input": "..."}``);
 - one-line logs for rejected requests (KServe logs a traceback for each);
 - the inference metrics middleware (metrics.py);
-- /v2/health/ready that turns 503 once the model is unloaded at shutdown.
+- /v2/health/ready that turns 503 once the model is unloaded at shutdown;
+- an X-Request-Id on every inference answer, and prediction logging (monitoring/).
 
 Pinned to kserve 0.21: it replaces ``kserve.protocol.rest.server.invalid_input_handler``,
 a module attribute that RESTServer reads when it registers its handlers.
@@ -29,6 +30,8 @@ from kserve.protocol.rest import server as kserve_rest_server
 
 from . import metrics
 from .errors import BadInput, one_line
+from .monitoring import Monitoring
+from .monitoring.middleware import RequestIdMiddleware
 
 log = logging.getLogger("kserve.modeldeploy")
 
@@ -91,7 +94,7 @@ async def request_validation_handler(request: Request, exc: RequestValidationErr
     return JSONResponse(status_code=HTTPStatus.BAD_REQUEST, content=body)
 
 
-def build(args: argparse.Namespace) -> ModelServer:
+def build(args: argparse.Namespace, monitoring: Monitoring | None = None) -> ModelServer:
     # kserve 0.21 on FastAPI 0.1xx: one deprecation warning per request otherwise
     warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated.*")
     kserve_rest_server.invalid_input_handler = invalid_input_handler
@@ -113,6 +116,12 @@ def build(args: argparse.Namespace) -> ModelServer:
     app.add_exception_handler(BadInput, invalid_input_handler)
     app.add_exception_handler(InvalidInput, invalid_input_handler)
     app.add_middleware(metrics.InferenceMetricsMiddleware, served=lambda: server.registered_models.get_models().keys())
+    # Added last, so outermost: the id is set before anything else sees the request.
+    app.add_middleware(
+        RequestIdMiddleware,
+        plog=monitoring.plog if monitoring else None,
+        config=monitoring.config.logging if monitoring else None,
+    )
 
     # kserve's decoding of binary v2 bodies raises KeyError/ValueError for malformed ones (a 500)
     decode = server.dataplane.decode

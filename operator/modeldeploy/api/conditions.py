@@ -14,7 +14,10 @@ INVALID_SPEC = "InvalidSpec"
 # "abnormal-true" conditions, present with False when all is well.
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
-CONDITION_TYPES = (READY, AVAILABLE, PROGRESSING, INVALID_SPEC, RECONCILING, STALLED)
+# Drift of stable's live inputs/outputs against the training profile (spec.monitoring.drift);
+# present only when drift is monitored, True when a score is past the threshold.
+DRIFTING = "Drifting"
+CONDITION_TYPES = (READY, AVAILABLE, PROGRESSING, INVALID_SPEC, RECONCILING, STALLED, DRIFTING)
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -57,6 +60,11 @@ ROLLOUT_ROLLED_BACK = "RolloutRolledBack"
 ROLLOUT_FAILED = "RolloutFailed"
 # A child's name is taken by an object this ModelDeployment does not own (Ready, Stalled).
 CHILD_CONFLICT = "ChildConflict"
+
+# Drifting reasons.
+DRIFT_DETECTED = "DriftDetected"
+NO_DRIFT = "NoDrift"
+DRIFT_NOT_MEASURED = "DriftNotMeasured"
 
 # Reconciling False / Stalled False reasons.
 RECONCILED = "Reconciled"

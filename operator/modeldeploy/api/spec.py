@@ -270,7 +270,6 @@ class ContainerSecurityContext(Model):
     se_linux_options: PassThrough | None = Field(default=None, description="SELinux context (Kubernetes SELinuxOptions).")
 
 
-RESERVED_NOTE = "Reserved for a later version of the API; setting it today is reported as InvalidSpec."
 EXPLICIT = (
     "spec.model and spec.runtime stay the stable variant; the overlay is what spec.rollout "
     "(required) rolls out. A canary equal to the stable variant rolls nothing out. Once fully "
@@ -379,6 +378,12 @@ class Analysis(Model):
     latency: LatencyCheck | None = Field(default=None, description=LatencyCheck.__doc__)
     prometheus_url: str | None = Field(default=None, pattern=r"^https?://", description="Base URL of the Prometheus HTTP API for prometheusChecks, e.g. http://prometheus.monitoring:9090.")
     prometheus_checks: list[PrometheusCheck] | None = Field(default=None, max_length=20, description="Custom checks, judged with the built-in ones.")
+    max_drift: float | None = Field(
+        default=None, gt=0,
+        description="Fail an interval when the canary's inputs or outputs drift past this score against its training "
+        "profile, or its predicted classes diverge this far from stable's over the interval (the metric of "
+        "spec.monitoring.drift, default psi). Turns drift monitoring on with its defaults when spec.monitoring.drift is unset.",
+    )
 
 
 class RolloutPolicy(Model):
@@ -487,6 +492,84 @@ class TrafficPolicy(Model):
     )
 
 
+DRIFT_METRICS = ("psi", "ks", "js")
+# The defaults and where they come from (docs/monitoring.md): PSI's 0.25 is the credit-scoring
+# "significant shift" band (Siddiqi 2006); 0.1 for the Jensen-Shannon distance is Evidently's
+# default for categorical columns; KS D 0.1 matches it on the same [0, 1] scale.
+DRIFT_THRESHOLDS = {"psi": 0.25, "ks": 0.1, "js": 0.1}
+
+
+class StorageLogSink(Model):
+    """Prediction logs as objects in an S3-compatible bucket, one per batch."""
+
+    uri: str = Field(pattern=r"^s3://[^/]+", max_length=2048, description="s3://bucket[/prefix]; objects go under PREFIX/NAMESPACE/NAME/VARIANT/YYYY/MM/DD/.")
+    format: Literal["jsonl", "parquet"] = Field(default="jsonl", description="JSON lines or Parquet (zstd).")
+    secret_name: str | None = Field(
+        default=None, max_length=253,
+        description="Secret whose keys become the model server's environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION).",
+    )
+    endpoint: str | None = Field(default=None, pattern=r"^https?://", description="Endpoint of an S3-compatible store, e.g. http://minio.storage:9000.")
+
+
+class LogSink(Model):
+    """Where prediction records go: exactly one of stdout, url or storage."""
+
+    model_config = crd_rules(cel(
+        "(has(self.stdout) && self.stdout ? 1 : 0) + (has(self.url) ? 1 : 0) + (has(self.storage) ? 1 : 0) == 1",
+        "set exactly one of stdout, url or storage",
+    ))
+
+    stdout: bool | None = Field(default=None, description="One JSON object per line on the model server's stdout.")
+    url: str | None = Field(
+        default=None, pattern=r"^https?://", max_length=2048,
+        description="HTTP endpoint receiving one binary-mode CloudEvent per record, in KServe's logger format "
+        "(Ce-Type org.kubeflow.serving.inference.request|response, Ce-Id the request id).",
+    )
+    storage: StorageLogSink | None = Field(default=None, description=StorageLogSink.__doc__)
+
+
+class PredictionLogging(Model):
+    """Sampled requests and responses, sent from a bounded buffer in the background: a dead
+    or slow sink drops records (counted in modeldeploy_prediction_log_dropped_total), never
+    fails or slows a prediction."""
+
+    sample_rate: float = Field(default=1.0, ge=0, le=1, description="Share of predictions logged.")
+    mode: Literal["request", "response", "both"] = Field(default="both", description="What is logged of each sampled prediction.")
+    headers: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=32, description="Request headers copied into each record (Ce-Metadata for the url sink).",
+    )
+    sink: LogSink = Field(description=LogSink.__doc__)
+    buffer_size: int = Field(default=10000, ge=1, le=1000000, description="Records held while the sink is behind; more are dropped.")
+    batch_size: int = Field(default=100, ge=1, le=10000, description="Records per send (per object for storage).")
+    flush_seconds: float = Field(default=1.0, ge=0.05, le=3600, description="Longest a record waits for its batch to fill.")
+    timeout_seconds: float = Field(default=2.0, ge=0.05, le=60, description="Timeout of one send.")
+    retries: int = Field(default=2, ge=0, le=10, description="Retries of a failed send before its records are dropped.")
+
+
+class DriftMonitoring(Model):
+    """Drift of the live inputs and outputs against the model's training profile
+    (profile.json next to the model, written by `modeldeploy profile`)."""
+
+    window_size: int = Field(default=1000, ge=10, le=1000000, description="Latest predicted rows each model server keeps and scores.")
+    min_samples: int = Field(default=100, ge=1, le=1000000, description="Fewer rows in the window: no score (too few to judge).")
+    metric: Literal["psi", "ks", "js"] = Field(
+        default="psi",
+        description="psi: population stability index; ks: Kolmogorov-Smirnov D (numeric features; js for categorical ones); "
+        "js: Jensen-Shannon distance.",
+    )
+    threshold: float | None = Field(
+        default=None, gt=0,
+        description="Score above which the stable model is Drifting (condition, Warning event). Default: psi 0.25, ks 0.1, js 0.1.",
+    )
+
+
+class Monitoring(Model):
+    """What the model servers watch. Honoured by the modeldeploy model server (the shipped runtimes)."""
+
+    logging: PredictionLogging | None = Field(default=None, description=PredictionLogging.__doc__)
+    drift: DriftMonitoring | None = Field(default=None, description=DriftMonitoring.__doc__)
+
+
 class ModelDeploymentSpec(Model):
     """What to serve, on what, and how many."""
 
@@ -522,11 +605,7 @@ class ModelDeploymentSpec(Model):
     canary: CanaryVariant | None = Field(default=None, description=f"{CanaryVariant.__doc__} {EXPLICIT}")
     rollout: RolloutPolicy | None = Field(default=None, description=f"{RolloutPolicy.__doc__} {IMPLICIT}")
     traffic: TrafficPolicy | None = Field(default=None, description=f"{TrafficPolicy.__doc__} {PROVIDERS_NOTE}")
-    monitoring: PassThrough | None = Field(
-        default=None, description=f"Prediction logging and drift monitoring. {RESERVED_NOTE}"
-    )
+    monitoring: Monitoring | None = Field(default=None, description=Monitoring.__doc__)
 
-
-RESERVED_FIELDS = ("monitoring",)
 # Traffic providers the operator acts on (routing/registry.py has one for each).
 SUPPORTED_PROVIDERS = ("router", "replicas", "gateway-api", "istio")

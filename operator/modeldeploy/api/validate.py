@@ -24,7 +24,6 @@ from .redact import is_secret_param
 from .runtimes import DEFAULT_PORT, DEFAULT_PROTOCOL, RuntimeRegistry
 from .spec import (
     QUERY_VARIABLES,
-    RESERVED_FIELDS,
     SUPPORTED_PROVIDERS,
     Analysis,
     ModelDeploymentSpec,
@@ -93,11 +92,6 @@ def validate(
 
     problems += _check_uri(parsed.model.uri)
     problems += _check_resources(parsed.resources)
-    problems += [
-        Problem(f"spec.{f}", "is not supported by this version of the operator yet; remove it")
-        for f in RESERVED_FIELDS
-        if getattr(parsed, f) is not None
-    ]
     problems += _check_traffic(parsed)
     problems += _check_prometheus(parsed.rollout.analysis if parsed.rollout else None)
     if parsed.autoscaling and parsed.autoscaling.min_replicas > parsed.autoscaling.max_replicas:

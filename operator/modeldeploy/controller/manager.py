@@ -29,7 +29,7 @@ from typing import Any
 from ..api.crd import API_VERSION, KIND
 from ..config import DEFAULT_WORKERS, OperatorConfig
 from ..k8s import ApiError, Kube
-from ..progress import Windows, tick
+from ..progress import Windows, drift_watched, tick, watch_drift
 from ..reconcile import ReconcileError, reconcile
 from ..render import labels
 from ..rollout.plan import ACTIVE
@@ -42,6 +42,8 @@ from .workers import Result, Workers
 log = logging.getLogger(__name__)
 # How often a running rollout is looked at; analysis intervals (>= 10 s) are measured in ticks.
 TICK_SECONDS = 2.0
+# How often stable's drift is read from its pods when spec.monitoring.drift is set.
+DRIFT_SECONDS = 30.0
 RESYNC_SECONDS = 300.0
 REGISTRY_POLL_SECONDS = 5.0
 
@@ -78,6 +80,7 @@ class Operator:
         self.workers = Workers(self.queue, self.run, workers=workers, resync=resync, quiet=(ApiError, ReconcileError))
         self._clock = clock
         self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
+        self._drift_read: dict[Key, float] = {}  # when each stable's drift was last read
         self._seen: set[Key] = set()  # the keys with a successful pass since the start
         self._resync = resync
         # Status-only passes: a key's count of events of anything but its pods, and that
@@ -157,6 +160,7 @@ class Operator:
             self.windows.put(key, None)
             with self._guard:
                 self._ticked.pop(key, None)
+                self._drift_read.pop(key, None)
                 self._seen.discard(key)
                 self._changes.pop(key, None)
                 self._clean.pop(key, None)
@@ -179,7 +183,16 @@ class Operator:
             planned = tick(self.client, self.windows, body, now, self.config.registry)
             with self._guard:
                 self._ticked[key] = now
-        status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered)
+        watched = drift_watched(body.get("spec") or {}) is not None
+        drift = None
+        if watched:
+            with self._guard:
+                last_read = self._drift_read.get(key)
+            if last_read is None or now - last_read >= DRIFT_SECONDS - 0.1:
+                drift = watch_drift(self.client, body)
+                with self._guard:
+                    self._drift_read[key] = now
+        status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered, drift=drift)
         self.telemetry.update(key, status)
         with self._guard:
             self._clean[key] = (changes, now) if full else clean  # type: ignore[assignment]
@@ -191,6 +204,9 @@ class Operator:
         if not rolling_out(status):
             with self._guard:
                 self._ticked.pop(key, None)
+                last_read = self._drift_read.get(key)
+            if watched and last_read is not None:
+                return Result(requeue_after=max(0.0, last_read + DRIFT_SECONDS - self._clock()))
             return Result()
         with self._guard:
             last = self._ticked.get(key)

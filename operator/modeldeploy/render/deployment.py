@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import labels, names
+from .monitoring import monitoring_env, storage_secret
 from .target import Target
 
 MODEL_MOUNT = "/mnt/models"
@@ -96,13 +97,15 @@ def _resources(target: Target) -> dict[str, Any]:
     return merged
 
 
-def _server(target: Target, model_dir: str, mount_path: str) -> dict[str, Any]:
+def _server(target: Target, model_dir: str, mount_path: str, variant: str) -> dict[str, Any]:
     runtime = target.runtime
+    spec = target.spec
     env = [
         {"name": "MODEL_NAME", "value": target.name},
         {"name": "MODEL_DIR", "value": model_dir},
-        {"name": "MODEL_URI", "value": target.spec.model.uri},
+        {"name": "MODEL_URI", "value": spec.model.uri},
         {"name": "PORT", "value": str(runtime.port)},
+        *monitoring_env(spec, target.name, target.namespace, variant, spec.model.version),
         *[dict(e) for e in runtime.env],
     ]
     container: dict[str, Any] = {
@@ -136,6 +139,10 @@ def _server(target: Target, model_dir: str, mount_path: str) -> dict[str, Any]:
         "securityContext": container_security_context(target),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    secret = storage_secret(spec)
+    if secret:
+        # The prediction-log bucket's credentials, from a Secret only (as the model download's).
+        container["envFrom"] = [{"secretRef": {"name": secret}}]
     if runtime.command:
         container["command"] = list(runtime.command)
     if runtime.args:
@@ -146,12 +153,12 @@ def _server(target: Target, model_dir: str, mount_path: str) -> dict[str, Any]:
     return container
 
 
-def _pod_spec(target: Target) -> dict[str, Any]:
+def _pod_spec(target: Target, variant: str) -> dict[str, Any]:
     spec = target.spec
     volumes, model_dir, download = model_location(target)
     mount_path = MODEL_MOUNT if download else PVC_MOUNT
     pod: dict[str, Any] = {
-        "containers": [_server(target, model_dir, mount_path)],
+        "containers": [_server(target, model_dir, mount_path, variant)],
         "volumes": [*volumes, {"name": TMP_VOLUME, "emptyDir": {}}],
         "enableServiceLinks": False,
         "securityContext": pod_security_context(target),
@@ -195,7 +202,7 @@ def render_deployment(target: Target, variant: str = names.STABLE) -> dict[str, 
         # and never removes a serving pod.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
         "revisionHistoryLimit": 3,
-        "template": {"metadata": _pod_metadata(target, variant), "spec": _pod_spec(target)},
+        "template": {"metadata": _pod_metadata(target, variant), "spec": _pod_spec(target, variant)},
     }
     # With an HPA, replicas belongs to the HPA: applying it here would fight the autoscaler.
     if target.spec.autoscaling is None:
