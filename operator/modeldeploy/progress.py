@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .analysis.prometheus import variables
+from .analysis.agreement import Joins, judge_accuracy, judge_agreement
 from .analysis.quality import drift_summary, judge_drift, output_delta, parse_quality
 from .analysis.window import Measure, Scrape, judge, measure
 from .api.annotations import PROMOTE, PROMOTE_FULL
@@ -26,7 +27,7 @@ from .analysis.outcome import Outcome, QueryResult
 from .api.spec import DRIFT_THRESHOLDS, DriftMonitoring, ModelDeploymentSpec
 from .k8s import Kube
 from .k8s.prometheus import query_checks
-from .k8s.scrape import scrape_pods, served_routes
+from .k8s.scrape import read_rings, scrape_pods, served_routes
 from .render import labels, names
 from .render.readiness import running_replicas
 from .render.router import CANARY, ROUTE_ANNOTATION
@@ -52,6 +53,7 @@ class Window:
     weight: int
     opened: Scrape  # start of the analysis interval
     at_weight: Scrape  # first scrape at this weight: the effective weight is measured since
+    joins: Joins | None = None  # predictions and labels read so far (minAgreement, minAccuracy)
 
 
 @dataclass(frozen=True)
@@ -143,13 +145,17 @@ def tick(
     if not in_effect and probed:
         nudge_router(kube, namespace, probed, wanted_route(name, observed))
     if state.weight > 0 and state.phase != Phase.PROMOTING and in_effect:
-        scrape = Scrape(
-            now,
-            scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name)), _port(stable_dep)),
-            scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name, CANARY)), _port(canary_dep)),
-        )
+        stable_pods = kube.list("v1", "Pod", namespace, labels.selector(name))
+        canary_pods = kube.list("v1", "Pod", namespace, labels.selector(name, CANARY))
+        scrape = Scrape(now, scrape_pods(stable_pods, _port(stable_dep)), scrape_pods(canary_pods, _port(canary_dep)))
+        joining = analysis is not None and (analysis.min_agreement is not None or analysis.min_accuracy is not None)
         if window is None or window.revision != rev or window.weight != state.weight:
-            windows.put(key, Window(rev, state.weight, scrape, scrape))
+            # Labels arrive late: what was read at an earlier weight of this revision is kept.
+            joins = (window.joins if window is not None and window.revision == rev else None) or (Joins() if joining else None)
+            if joins is not None:
+                read_joins(joins, (stable_pods, _port(stable_dep)), (canary_pods, _port(canary_dep)))
+                joins.next_interval()
+            windows.put(key, Window(rev, state.weight, scrape, scrape, joins))
         elif now - window.opened.at >= interval:
             result = measure(window.at_weight, scrape, name)
             if analysis:
@@ -159,6 +165,13 @@ def tick(
                 )
                 if analysis.max_drift is not None:
                     queries.append(drift_gate(spec, window.opened, scrape, name))
+                if window.joins is not None:
+                    read_joins(window.joins, (stable_pods, _port(stable_dep)), (canary_pods, _port(canary_dep)))
+                    if analysis.min_agreement is not None:
+                        queries.append(judge_agreement(window.joins, analysis.min_agreement, analysis.agreement_tolerance, analysis.min_requests))
+                    if analysis.min_accuracy is not None:
+                        queries.append(judge_accuracy(window.joins, analysis.min_accuracy, analysis.min_feedback, analysis.agreement_tolerance))
+                    window.joins.next_interval()
                 judged = judge(window.opened, scrape, name, checks_of(analysis), analysis.min_requests, queries)
                 verdict = IntervalResult(judged.outcome, now, judged.message)
                 details = {"outcome": judged.outcome.value, "message": judged.message, "requests": judged.requests}
@@ -180,6 +193,18 @@ def tick(
         route_in_effect=in_effect or state.weight == 0,
     )
     return Tick(nxt, rev, result, details, now if result else None)
+
+
+Pods = tuple[list[dict[str, Any]], int]  # a variant's pods and the model server's port
+
+
+def read_joins(joins: Joins, stable: Pods, canary: Pods) -> None:
+    """Read every pod's new predictions and labels into ``joins`` (k8s/scrape.read_rings)."""
+    for variant, (pods, port) in (("stable", stable), ("canary", canary)):
+        for ring in ("predictions", "feedback"):
+            pages = read_rings(pods, port, ring, lambda pod, r=ring, v=variant: joins.cursor(r, v, pod))
+            for pod, page in sorted(pages.items()):
+                joins.add(ring, variant, pod, page)
 
 
 def drift_gate(spec: ModelDeploymentSpec, opened: Scrape, closed: Scrape, model: str) -> QueryResult:

@@ -207,3 +207,71 @@ def test_drifting_is_a_condition_of_stable_and_kept_between_reads() -> None:
 def test_max_drift_is_a_positive_number() -> None:
     with pytest.raises(ValueError):
         ModelDeploymentSpec.model_validate({"model": {"uri": "s3://m/1"}, "rollout": {"analysis": {"maxDrift": 0}}})
+
+
+# ---------------------------------------------------------------- agreement and accuracy joins
+
+
+def page(seq_from: int, entries: list[dict], first: int = 1) -> dict:
+    return {"seq": seq_from + len(entries) - 1, "first": first, "entries": [{"seq": seq_from + i, **e} for i, e in enumerate(entries)]}
+
+
+def test_agreement_joins_the_canarys_mirrored_answers_with_stables_across_pods() -> None:
+    from modeldeploy.analysis.agreement import Joins, judge_agreement
+
+    joins = Joins()
+    joins.add("predictions", "stable", "s1", page(1, [{"id": f"r{i}", "output": [i % 3]} for i in range(0, 30, 2)]))
+    joins.add("predictions", "stable", "s2", page(1, [{"id": f"r{i}", "output": [i % 3]} for i in range(1, 30, 2)]))
+    canary = [{"id": f"r{i}", "output": [i % 3 if i < 24 else 9], "mirror": True} for i in range(30)]
+    joins.add("predictions", "canary", "c1", page(1, canary))
+    result = judge_agreement(joins, 0.9, 0.0, 20)
+    assert result.outcome == Outcome.FAILURE and result.value == pytest.approx(24 / 30)
+    assert result.message == "agreement with stable 0.800 < 0.900 (24 of 30 rows, 30 mirrored requests)"
+    assert judge_agreement(joins, 0.75, 0.0, 20).outcome == Outcome.SUCCESS
+    assert judge_agreement(joins, 0.75, 0.0, 31).outcome == Outcome.INCONCLUSIVE
+    # a cursor: the same page again adds nothing
+    joins.add("predictions", "canary", "c1", page(1, canary))
+    assert len(joins.mirrored) == 30
+
+
+def test_regression_answers_agree_within_the_tolerance() -> None:
+    from modeldeploy.analysis.agreement import matches
+
+    assert matches([1.0, 2.0], [1.004, 2.0], 0.01) == (2, 2)
+    assert matches([1.0, 2.0], [1.004, 2.0], 0.0) == (1, 2)
+    assert matches(["setosa"], ["setosa"]) == (1, 1) and matches([1, 2], [1]) == (0, 2)
+
+
+def test_accuracy_joins_late_labels_with_the_variant_that_predicted() -> None:
+    from modeldeploy.analysis.agreement import Joins, judge_accuracy
+
+    joins = Joins()
+    joins.add("predictions", "canary", "c1", page(1, [{"id": f"c{i}", "output": [1]} for i in range(40)]))
+    joins.add("predictions", "stable", "s1", page(1, [{"id": f"s{i}", "output": [0]} for i in range(40)]))
+    joins.next_interval()
+    # labels of the next interval, received by a stable pod
+    joins.add("feedback", "stable", "s1", page(1, [{"id": f"c{i}", "label": 1 if i < 10 else 0} for i in range(40)]
+                                               + [{"id": f"s{i}", "label": 0} for i in range(40)]))
+    result = judge_accuracy(joins, 0.8, 20)
+    assert result.outcome == Outcome.FAILURE and result.value == pytest.approx(0.25)
+    assert result.message == "accuracy 0.250 < 0.800 (10 of 40 labelled rows; stable 1.000 on 40 rows)"
+    assert judge_accuracy(joins, 0.8, 41).outcome == Outcome.INCONCLUSIVE
+
+
+def test_a_restarted_pods_ring_is_read_from_its_start_and_lost_entries_counted() -> None:
+    from modeldeploy.analysis.agreement import Joins
+
+    joins = Joins()
+    joins.add("predictions", "canary", "c1", page(1, [{"id": "a", "output": 1, "mirror": True}]))
+    joins.add("predictions", "canary", "c1", page(10, [{"id": "b", "output": 1, "mirror": True}], first=10))
+    assert joins.lost == 8
+    joins.add("predictions", "canary", "c1", page(1, [{"id": "c", "output": 1, "mirror": True}]))  # seq went down
+    assert joins.mirrored == ["a", "b", "c"]
+
+
+def test_min_agreement_needs_mirrored_traffic(registry) -> None:
+    spec = {"model": {"uri": "s3://m/1", "format": "sklearn"}, "rollout": {"analysis": {"minAgreement": 0.9}}}
+    validated, problems = validate("iris", spec, registry)
+    assert validated is None and [p.field for p in problems] == ["spec.rollout.analysis.minAgreement"]
+    spec["traffic"] = {"mirror": True}
+    assert validate("iris", spec, registry)[1] == []

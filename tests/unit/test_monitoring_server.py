@@ -57,7 +57,7 @@ def record(i: int = 0, kind: str = logger.REQUEST_TYPE) -> logger.Record:
         ({"logging": {"sink": {"storage": {"uri": "gs://b"}}}}, "monitoring.logging.sink.storage.uri: expected s3://bucket[/prefix], got 'gs://b'"),
         ({"drift": {"metric": "wasserstein"}}, "monitoring.drift.metric: expected one of psi, ks, js, got 'wasserstein'"),
         ({"drift": {"windowSize": 5}}, "monitoring.drift.windowSize: expected a number in [10, 1e+06], got 5"),
-        ({"drfit": {}}, "monitoring: unknown field 'drfit' (accepted: logging, drift)"),
+        ({"drfit": {}}, "monitoring: unknown field 'drfit' (accepted: logging, drift, feedback, store)"),
     ],
 )
 def test_a_bad_monitoring_section_is_refused_naming_the_field(doc: dict[str, Any], words: str) -> None:

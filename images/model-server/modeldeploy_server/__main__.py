@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"model failed to load: {one_line(e)}")
     try:
         model.drift = drift.start(model.name, model.model_dir, watch.config.drift)
+        if watch.config.store_capacity:
+            from .monitoring.store import Store
+
+            model.store = Store(model.name, watch.config.store_capacity)
     except drift.ProfileError as e:
         fail(f"drift profile refused: {e}")
     log.info("modeldeploy-server %s: serving %r (%s) on 0.0.0.0:%s", __version__, model.name, model.format, args.http_port)

@@ -32,6 +32,7 @@ class ServedModel(Model):
         self.backend: Backend | None = None
         self.signature: schema.Signature | None = None
         self.drift: Any = None  # monitoring.drift.DriftMonitor when monitoring.drift is set
+        self.store: Any = None  # monitoring.store.Store when predictions are kept for joins
 
     # ---------------------------------------------------------------- loading
 
@@ -71,12 +72,14 @@ class ServedModel(Model):
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None) -> Any:
         # Model code is CPU-bound: keep the event loop (and so /v2/health/ready) answering.
-        return await asyncio.get_running_loop().run_in_executor(None, self._predict, payload)
+        headers = {k.lower(): v for k, v in (headers or {}).items()}
+        seen = (headers.get("x-request-id"), headers.get("x-modeldeploy-mirror") == "1")
+        return await asyncio.get_running_loop().run_in_executor(None, self._predict, payload, seen)
 
-    def _predict(self, payload: Any) -> Any:
+    def _predict(self, payload: Any, seen: tuple[str | None, bool] = (None, False)) -> Any:
         assert self.backend is not None and self.signature is not None
         if isinstance(payload, InferRequest):
-            return self._predict_v2(payload)
+            return self._predict_v2(payload, seen)
         if isinstance(payload, (bytes, bytearray, str)):
             # a JSON body sent with another Content-Type (curl -d sends form-urlencoded)
             try:
@@ -86,17 +89,17 @@ class ServedModel(Model):
         batch = schema.decode_v1(payload, self.signature)
         primary = self.backend.default_outputs[0]
         results = self._run(batch, [primary])
-        self._observe(batch, results)
+        self._observe(batch, results, primary, seen)
         return {"predictions": _jsonable(results[primary])}
 
-    def _predict_v2(self, request: InferRequest) -> InferResponse:
+    def _predict_v2(self, request: InferRequest, seen: tuple[str | None, bool] = (None, False)) -> InferResponse:
         batch = schema.decode_v2(request.inputs, self.signature)
         wanted = [o.name for o in (request.request_outputs or [])] or list(self.backend.default_outputs)
         for name in wanted:
             if name not in self.backend.outputs:
                 raise BadInput(f"unknown output '{name}'; the model gives: {', '.join(self.backend.outputs)}", name)
         results = self._run(batch, wanted)
-        self._observe(batch, results)
+        self._observe(batch, results, wanted[0], seen)
         outputs = []
         for name in wanted:
             arr = results[name]
@@ -114,14 +117,15 @@ class ServedModel(Model):
             requested_outputs=request.request_outputs,
         )
 
-    def _observe(self, batch: Any, results: dict[str, np.ndarray]) -> None:
-        """Feed the drift windows; monitoring never fails a prediction."""
-        if self.drift is None:
-            return
+    def _observe(self, batch: Any, results: dict[str, np.ndarray], primary: str, seen: tuple[str | None, bool]) -> None:
+        """Feed the drift windows and the prediction store; monitoring never fails a prediction."""
         try:
-            self.drift.observe(batch, results)
+            if self.drift is not None:
+                self.drift.observe(batch, results)
+            if self.store is not None:
+                self.store.predicted(seen[0], results[primary], seen[1])
         except Exception:  # noqa: BLE001
-            log.warning("drift: a batch could not be observed", exc_info=True)
+            log.warning("monitoring: a batch could not be observed", exc_info=True)
 
     def _run(self, batch: Any, outputs: list[str]) -> dict[str, np.ndarray]:
         try:

@@ -146,6 +146,40 @@ def build(args: argparse.Namespace, monitoring: Monitoring | None = None) -> Mod
     return server
 
 
+def add_store_routes(app: Any, model: Any) -> None:
+    """Feedback in, predictions and feedback out for the operator's joins (monitoring/store.py)."""
+    from .monitoring.store import FeedbackError
+
+    async def feedback(model_name: str, request: Request) -> JSONResponse:
+        if model_name != model.name:
+            return JSONResponse(status_code=HTTPStatus.NOT_FOUND, content={"error": f"model {model_name!r} is not served here"})
+        if model.store is None:
+            return JSONResponse(status_code=HTTPStatus.CONFLICT, content={
+                "error": "feedback is not kept: set spec.monitoring.feedback (or an analysis.minAccuracy gate)"})
+        try:
+            body = await request.json()
+        except ValueError as e:
+            return JSONResponse(status_code=HTTPStatus.BAD_REQUEST, content={"error": f"the body is not valid JSON: {e}"})
+        try:
+            kept = model.store.received(body)
+        except FeedbackError as e:
+            return JSONResponse(status_code=HTTPStatus.BAD_REQUEST, content={"error": str(e)})
+        return JSONResponse(content={"received": kept})
+
+    def reader(ring_name: str):
+        async def read(after: int = 0, limit: int = 5000) -> JSONResponse:
+            if model.store is None:
+                return JSONResponse(status_code=HTTPStatus.NOT_FOUND, content={"error": "predictions are not kept"})
+            ring = getattr(model.store, ring_name)
+            return JSONResponse(content=ring.since(after, max(1, min(limit, 20000))))
+        return read
+
+    app.add_api_route("/v2/models/{model_name}/feedback", feedback, methods=["POST"])
+    app.add_api_route("/modeldeploy/v1/predictions", reader("predictions"), methods=["GET"])
+    app.add_api_route("/modeldeploy/v1/feedback", reader("feedback"), methods=["GET"])
+
+
 def start(server: ModelServer, model: Any) -> None:
     metrics.prime([model.name])
+    add_store_routes(kserve_model_server.app, model)
     server.start([model])

@@ -378,6 +378,21 @@ class Analysis(Model):
     latency: LatencyCheck | None = Field(default=None, description=LatencyCheck.__doc__)
     prometheus_url: str | None = Field(default=None, pattern=r"^https?://", description="Base URL of the Prometheus HTTP API for prometheusChecks, e.g. http://prometheus.monitoring:9090.")
     prometheus_checks: list[PrometheusCheck] | None = Field(default=None, max_length=20, description="Custom checks, judged with the built-in ones.")
+    min_agreement: float | None = Field(
+        default=None, ge=0, le=1,
+        description="With traffic.mirror: the lowest share of mirrored requests (rows) on which the canary's prediction equals "
+        "stable's, joined by request id; below it the interval fails while clients only ever saw stable's answers.",
+    )
+    agreement_tolerance: float = Field(
+        default=0, ge=0,
+        description="Numeric predictions within this absolute difference agree (regression); classes must be equal.",
+    )
+    min_accuracy: float | None = Field(
+        default=None, ge=0, le=1,
+        description="The lowest share of the canary's predictions that equal the true labels clients sent to "
+        "POST /v2/models/NAME/feedback (joined by request id), once minFeedback labels of its predictions arrived.",
+    )
+    min_feedback: int = Field(default=20, ge=1, description="Fewer labelled canary predictions make minAccuracy inconclusive.")
     max_drift: float | None = Field(
         default=None, gt=0,
         description="Fail an interval when the canary's inputs or outputs drift past this score against its training "
@@ -568,6 +583,11 @@ class Monitoring(Model):
 
     logging: PredictionLogging | None = Field(default=None, description=PredictionLogging.__doc__)
     drift: DriftMonitoring | None = Field(default=None, description=DriftMonitoring.__doc__)
+    feedback: bool = Field(
+        default=False,
+        description="Accept ground truth at POST /v2/models/NAME/feedback ({id, label}) and keep recent predictions to join it "
+        "with; the operator exports online accuracy per variant. On by itself with analysis.minAccuracy or minAgreement.",
+    )
 
 
 class ModelDeploymentSpec(Model):

@@ -94,6 +94,7 @@ def validate(
     problems += _check_resources(parsed.resources)
     problems += _check_traffic(parsed)
     problems += _check_prometheus(parsed.rollout.analysis if parsed.rollout else None)
+    problems += _check_quality_gates(parsed)
     if parsed.autoscaling and parsed.autoscaling.min_replicas > parsed.autoscaling.max_replicas:
         problems.append(Problem("spec.autoscaling.minReplicas", "must not exceed maxReplicas"))
     runtime, runtime_problems = _resolve_runtime(name, parsed, registry)
@@ -274,6 +275,15 @@ def _check_resources(resources: Resources | None) -> list[Problem]:
                 Problem(field, f"extended resource {resource} needs an equal limit (it cannot be overcommitted)")
             )
     return problems
+
+
+def _check_quality_gates(spec: ModelDeploymentSpec) -> list[Problem]:
+    """Shadow agreement is measured on mirrored requests only."""
+    analysis = spec.rollout.analysis if spec.rollout else None
+    if analysis is None or analysis.min_agreement is None or (spec.traffic and spec.traffic.mirror):
+        return []
+    return [Problem("spec.rollout.analysis.minAgreement",
+                    "needs spec.traffic.mirror: true (agreement compares stable's and the canary's answers to the same mirrored requests)")]
 
 
 def _check_prometheus(analysis: Analysis | None) -> list[Problem]:

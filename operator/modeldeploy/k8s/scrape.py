@@ -8,6 +8,7 @@ back as started within the window (its counters are taken whole, never negative)
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -115,3 +116,27 @@ def served_routes(pods: Iterable[Mapping[str, Any]], port: int, header: str, ses
             return None
 
     return {seen for _, seen in _concurrently(one, pods) if seen is not _NOT_RUNNING}  # type: ignore[misc]
+
+
+def read_rings(
+    pods: Iterable[Mapping[str, Any]], port: int, ring: str, after: Callable[[str], int], session: requests.Session | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Pod name → page of the model server's ``/modeldeploy/v1/<ring>?after=N`` (recent
+    predictions or feedback, for the agreement and accuracy joins), all pods at once; a pod
+    that does not answer (or keeps no ring) is left out and read from its cursor next time."""
+    http = session or _SESSION
+
+    def one(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+        url = pod_url(pod, port, f"/modeldeploy/v1/{ring}?after={after(pod['metadata']['name'])}")
+        if not url:
+            return None
+        try:
+            with http.get(url, timeout=TIMEOUT, stream=True) as response:
+                response.raise_for_status()
+                page = json.loads(read_capped(response))
+        except (requests.RequestException, ValueError) as err:
+            log.warning("reading %s of pod %s failed: %s", ring, pod["metadata"]["name"], err)
+            return None
+        return page if isinstance(page, dict) else None
+
+    return {pod["metadata"]["name"]: page for pod, page in _concurrently(one, pods) if page is not None}

@@ -21,10 +21,21 @@ ENV = "MODELDEPLOY_MONITORING"
 def monitoring_document(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
     """spec.monitoring as the server reads it; None when nothing is watched."""
     doc = spec.monitoring.model_dump(by_alias=True, exclude_none=True) if spec.monitoring else {}
+    if not doc.get("feedback"):
+        doc.pop("feedback", None)
     analysis = spec.rollout.analysis if spec.rollout else None
     if analysis is not None and analysis.max_drift is not None and "drift" not in doc:
         doc["drift"] = DriftMonitoring().model_dump(by_alias=True, exclude_none=True)
+    if joins_predictions(spec):
+        doc["store"] = {}
     return doc or None
+
+
+def joins_predictions(spec: ModelDeploymentSpec) -> bool:
+    """The model servers keep their predictions (and accept feedback) for the operator to join."""
+    analysis = spec.rollout.analysis if spec.rollout else None
+    gates = analysis is not None and (analysis.min_agreement is not None or analysis.min_accuracy is not None)
+    return gates or bool(spec.monitoring and spec.monitoring.feedback)
 
 
 def monitoring_env(spec: ModelDeploymentSpec, name: str, namespace: str, variant: str, version: str | None) -> list[dict[str, Any]]:

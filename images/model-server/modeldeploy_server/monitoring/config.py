@@ -87,6 +87,8 @@ class MonitoringConfig:
     logging: LoggingConfig | None = None
     drift: DriftConfig | None = None
     identity: Identity = field(default_factory=Identity)
+    # Predictions and feedback kept for the operator's joins (store.py); 0: not kept.
+    store_capacity: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MonitoringConfig:
@@ -174,9 +176,12 @@ def parse_drift(doc: Any) -> DriftConfig:
 
 
 def parse(doc: Any, identity: Identity | None = None) -> MonitoringConfig:
-    doc = _keys(doc, "monitoring", ("logging", "drift"))
+    doc = _keys(doc, "monitoring", ("logging", "drift", "feedback", "store"))
+    store = _keys(doc.get("store") or {}, "monitoring.store", ("capacity",))
+    capacity = int(_number(store, "capacity", "monitoring.store", 20000, 100, 1_000_000)) if (doc.get("store") is not None or doc.get("feedback")) else 0
     return MonitoringConfig(
         logging=parse_logging(doc["logging"]) if doc.get("logging") is not None else None,
         drift=parse_drift(doc["drift"]) if doc.get("drift") is not None else None,
         identity=identity or Identity(),
+        store_capacity=capacity,
     )
