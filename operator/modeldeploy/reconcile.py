@@ -22,6 +22,7 @@ from .api.redact import redact
 from .api.validate import Validated, validate
 from .config import OperatorConfig
 from .k8s import ApiError, ChildConflict, Kube
+from .k8s.notify import Notifier, notifications
 from .progress import Tick, drift_watched
 from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Target, labels, names, render_children
 from .render.canary import route_matches
@@ -204,6 +205,7 @@ def render_key(spec: Mapping[str, Any], variants: Variants, config: OperatorConf
 def reconcile(
     kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick: Tick | None = None, children: bool = True,
     rendered: MutableMapping[str, str] | None = None, drift: Mapping[str, Any] | None = None,
+    notifier: Notifier | None = None,
 ) -> dict[str, Any]:
     """Bring the children of one ModelDeployment in line with its spec; return the status.
 
@@ -215,7 +217,8 @@ def reconcile(
     by the caller) shows that what the children are rendered from has changed (a tick
     moved the weight, a rollout started or ended).
     ``drift``: stable's drift summary just measured (progress.watch_drift); without it the
-    last one in status is kept.
+    last one in status is kept. ``notifier``: where spec.rollout.notify's notifications
+    go once the status saying so is written.
     """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -297,6 +300,9 @@ def reconcile(
                 kube.post_event(body, event.type, event.reason, redact(event.message))
             except ApiError as err:
                 log.warning("could not post event %s on %s/%s: %s", event.reason, namespace, name, err)
+        hooks = validated.spec.rollout.notify if validated is not None and validated.spec.rollout else None
+        if notifier is not None and hooks:
+            notifier.send(hooks, notifications(namespace, name, previous, status))
     if apply_error:
         raise ReconcileError(apply_error)
     if conflicts:

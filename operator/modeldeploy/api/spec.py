@@ -401,6 +401,23 @@ class Analysis(Model):
     )
 
 
+class Webhook(Model):
+    """An endpoint told of rollout phase changes and drift alerts, after the status that says
+    so is written; retried with backoff, never holding up the operator."""
+
+    url: str = Field(pattern=r"^https?://", max_length=2048, description="Where the notification is POSTed.")
+    format: Literal["cloudevents", "slack"] = Field(
+        default="cloudevents",
+        description="cloudevents: a binary-mode CloudEvent (Ce-Type io.modeldeploy.rollout.<phase> or "
+        "io.modeldeploy.drift.detected|resolved, a JSON body); slack: {\"text\": ...} for a Slack-compatible incoming webhook.",
+    )
+    events: list[Literal["rollout", "drift"]] | None = Field(
+        default=None, max_length=2, description="What to send (default: both).",
+    )
+    timeout_seconds: float = Field(default=5, gt=0, le=60, description="Timeout of one attempt.")
+    retries: int = Field(default=3, ge=0, le=10, description="Retries after a failed attempt, 1 s, 2 s, 4 s ... apart (at most 30 s).")
+
+
 class RolloutPolicy(Model):
     """How a new model reaches all traffic: steps (or stepWeight/maxWeight), analysis,
     and declarative controls a GitOps repo or a kubectl plugin can set."""
@@ -423,6 +440,7 @@ class RolloutPolicy(Model):
     progress_deadline_seconds: int = Field(
         default=600, ge=30, description="A step that cannot complete within this fails the rollout."
     )
+    notify: list[Webhook] | None = Field(default=None, max_length=8, description=Webhook.__doc__)
 
 
 class HeaderMatch(Model):

@@ -17,7 +17,7 @@ from .spec import Model, PassThrough
 class Condition(Model):
     """One observation of the ModelDeployment's state."""
 
-    type: str = Field(description="Ready, Available, Progressing, InvalidSpec, Reconciling or Stalled.")
+    type: str = Field(description="Ready, Available, Progressing, InvalidSpec, Reconciling, Stalled or Drifting.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason; the constants in the operator's api.conditions.")
     message: str | None = Field(default=None, description="Human-readable detail.")
@@ -134,6 +134,18 @@ class PromotedRevision(Model):
     )
 
 
+class DriftStatus(Model):
+    """Stable's drift against its training profile, read from its pods every 30 s (spec.monitoring.drift)."""
+
+    metric: str | None = Field(default=None, description="psi, ks or js (js for a categorical column under ks).")
+    threshold: float | None = Field(default=None, description="Score above which the condition Drifting is True.")
+    samples: int | None = Field(default=None, description="Predicted rows in the pods' windows, summed.")
+    feature: str | None = Field(default=None, description="The input feature (or output) with the highest score.")
+    kind: str | None = Field(default=None, description="input or output.")
+    score: float | None = Field(default=None, description="Its score, pods weighted by their rows.")
+    drifting: bool | None = Field(default=None, description="score > threshold.")
+
+
 class ModelDeploymentStatus(Model):
     """Observed state, written by the operator once per reconcile pass."""
 
@@ -148,7 +160,7 @@ class ModelDeploymentStatus(Model):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
         description=(
             "Ready, Available, Progressing, InvalidSpec, and kstatus' Reconciling and Stalled "
-            "(always present; True only when abnormal)."
+            "(always present; True only when abnormal); Drifting when drift is monitored."
         ),
     )
     model: ServingModel | None = Field(default=None, description=ServingModel.__doc__)
@@ -164,6 +176,7 @@ class ModelDeploymentStatus(Model):
     stable: PassThrough | None = Field(
         default=None, description="The promoted {model, runtime}; a spec that differs starts a rollout."
     )
+    drift: DriftStatus | None = Field(default=None, description=DriftStatus.__doc__)
     history: list[PromotedRevision] | None = Field(
         default=None, max_length=HISTORY_KEPT,
         description=f"The last (up to {HISTORY_KEPT}) revisions that became stable, oldest first; the last is status.stable.",

@@ -29,6 +29,7 @@ from typing import Any
 from ..api.crd import API_VERSION, KIND
 from ..config import DEFAULT_WORKERS, OperatorConfig
 from ..k8s import ApiError, Kube
+from ..k8s.notify import Notifier
 from ..progress import Windows, drift_watched, tick, watch_drift
 from ..reconcile import ReconcileError, reconcile
 from ..render import labels
@@ -77,6 +78,7 @@ class Operator:
         self.queue: WorkQueue[Key] = WorkQueue(report=True)
         self.windows = Windows()
         self.telemetry = Telemetry()
+        self.notifier = Notifier()
         self.workers = Workers(self.queue, self.run, workers=workers, resync=resync, quiet=(ApiError, ReconcileError))
         self._clock = clock
         self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
@@ -192,7 +194,8 @@ class Operator:
                 drift = watch_drift(self.client, body)
                 with self._guard:
                     self._drift_read[key] = now
-        status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered, drift=drift)
+        status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered, drift=drift,
+                           notifier=self.notifier)
         self.telemetry.update(key, status)
         with self._guard:
             self._clean[key] = (changes, now) if full else clean  # type: ignore[assignment]
@@ -229,6 +232,7 @@ class Operator:
     def stop(self) -> None:
         self._stop.set()
         self.workers.stop()
+        self.notifier.stop()
         if self._poller is not None:
             self._poller.join(timeout=REGISTRY_POLL_SECONDS * 2)
 
