@@ -6,6 +6,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -199,3 +200,45 @@ def service_url(kube: Kube, namespace: str, name: str) -> str:
             return False
     wait_for(answers, 30, what=f"Service {name} answering")
     return url
+
+
+@contextmanager
+def prometheus_server(binary: Path, home: Path, targets: list[str]) -> Iterator[str]:
+    """A real Prometheus on 127.0.0.1 scraping ``targets`` (host:port) every second, its
+    labels kept as exported; yields its base URL, stops it afterwards."""
+    import requests
+
+    (home / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - {{job_name: model-servers, honor_labels: true, static_configs: [{{targets: {json.dumps(targets)}}}]}}\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (home / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [str(binary), f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert proc.poll() is None, f"prometheus exited: {(home / 'prometheus.log').read_text()[-2000:]}"
+        try:
+            return requests.get(f"{url}/-/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(ready, 60, 0.2, "Prometheus ready")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import os
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from modeldeploy.analysis import Outcome
 from modeldeploy.analysis.prometheus import variables
 from modeldeploy.api.spec import PrometheusCheck
 from modeldeploy.k8s.prometheus import query_checks
-from support import hack_setting, wait_for
+from support import hack_setting, prometheus_server, wait_for
 
 pytestmark = pytest.mark.canary
 
@@ -92,39 +91,8 @@ def exporter() -> Iterator[Exporter]:
 @pytest.fixture(scope="module")
 def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real server, scraping the exporter every second; yields its base URL."""
-    home = tmp_path_factory.mktemp("prometheus")
-    (home / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - {{job_name: model-servers, honor_labels: true, static_configs: [{{targets: ['{exporter.address}']}}]}}\n"
-    )
-    port = free_port()
-    log = (home / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [str(PROMETHEUS), f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, f"prometheus exited: {(home / 'prometheus.log').read_text()[-2000:]}"
-        try:
-            return requests.get(f"{url}/-/ready", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(ready, 60, 0.2, "Prometheus ready")
+    with prometheus_server(PROMETHEUS, tmp_path_factory.mktemp("prometheus"), [exporter.address]) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def check(name: str, query: str, low: float | None = None, high: float | None = None) -> PrometheusCheck:
