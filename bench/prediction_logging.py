@@ -1,10 +1,11 @@
 """What prediction logging costs a prediction, with a healthy, a slow and a dead sink.
 
-    python bench/prediction_logging.py [--rate 100] [--seconds 20] [--out bench/results/prediction-logging.json]
+    python bench/prediction_logging.py [--rate 100] [--seconds 60] [--out bench/results/prediction-logging.json]
 
 The model-server image (docker, host network, 127.0.0.1 only) serves an iris model trained
-here, once per case, and vegeta (hack/build-vegeta.sh) sends it v2 predictions at a constant
-rate. Cases, each against "off" measured in the same run:
+here, one container per case, all running; vegeta (hack/build-vegeta.sh) sends v2
+predictions at a constant rate to one case at a time, in 5 s rounds whose order rotates, so
+the machine's own noise falls on every case alike. Cases, each against "off":
 
 - off:     no spec.monitoring;
 - healthy: every request and response logged to an HTTP sink on this host that answers at once;
@@ -104,51 +105,62 @@ def metrics(port: int) -> dict[str, float]:
     return out
 
 
-def run_case(name: str, monitoring: dict | None, model_dir: Path, vegeta: str, rate: int, seconds: int) -> dict:
-    port = free_port()
-    env = ["-e", f"PORT={port}", "-e", "MODEL_NAME=iris", "-e", "MODELDEPLOY_DEPLOYMENT=iris", "-e", "MODELDEPLOY_VARIANT=stable"]
-    if monitoring is not None:
-        env += ["-e", f"MODELDEPLOY_MONITORING={json.dumps(monitoring)}"]
-    container = f"md-bench-logging-{name}-{port}"
-    subprocess.run(["docker", "run", "-d", "--rm", "--name", container, "--network", "host",
-                    "-v", f"{model_dir}:/mnt/models:ro", *env, IMAGE], check=True, capture_output=True)
-    try:
+class Case:
+    """One model server under docker, configured for one case."""
+
+    def __init__(self, name: str, monitoring: dict | None, model_dir: Path):
+        self.name, self.port = name, free_port()
+        env = ["-e", f"PORT={self.port}", "-e", "MODEL_NAME=iris", "-e", "MODELDEPLOY_DEPLOYMENT=iris", "-e", "MODELDEPLOY_VARIANT=stable"]
+        if monitoring is not None:
+            env += ["-e", f"MODELDEPLOY_MONITORING={json.dumps(monitoring)}"]
+        self.container = f"md-bench-logging-{name}-{self.port}"
+        subprocess.run(["docker", "run", "-d", "--rm", "--name", self.container, "--network", "host",
+                        "-v", f"{model_dir}:/mnt/models:ro", *env, IMAGE], check=True, capture_output=True)
+        self.results: list[Path] = []
+
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2):
-                    break
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/health/ready", timeout=2):
+                    return
             except OSError:
                 if time.monotonic() > deadline:
-                    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stderr[-2000:]
-                    raise SystemExit(f"{name}: the model server did not get ready: {logs}")
+                    logs = subprocess.run(["docker", "logs", self.container], capture_output=True, text=True).stderr[-2000:]
+                    raise SystemExit(f"{self.name}: the model server did not get ready: {logs}")
                 time.sleep(0.5)
-        target = {"method": "POST", "url": f"http://127.0.0.1:{port}/v2/models/iris/infer",
+
+    def targets(self) -> bytes:
+        target = {"method": "POST", "url": f"http://127.0.0.1:{self.port}/v2/models/iris/infer",
                   "body": base64.b64encode(json.dumps(BODY).encode()).decode(), "header": {"Content-Type": ["application/json"]}}
-        attack = ["-format=json", f"-rate={rate}/s", "-keepalive", "-timeout=10s"]
-        targets = json.dumps(target) + "\n"
-        # one second of warm-up, not counted
-        subprocess.run([vegeta, "attack", *attack, "-duration=1s"], input=targets, capture_output=True, text=True, check=True)
-        result = subprocess.run(f"{vegeta} attack {' '.join(attack)} -duration={seconds}s | {vegeta} report -type=json",
-                                shell=True, input=targets, capture_output=True, text=True, check=True)
-        report = json.loads(result.stdout)
-        time.sleep(3 if name != "slow" else 5)  # let the sender try what is buffered
-        counters = metrics(port)
-    finally:
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
-    lat = report["latencies"]
-    return {
-        "case": name, "requests": report["requests"], "rate": rate, "seconds": seconds,
-        "failed": report["requests"] - round(report["success"] * report["requests"]),
-        "p50_ms": lat["50th"] / 1e6, "p99_ms": lat["99th"] / 1e6, "max_ms": lat["max"] / 1e6,
-        "status_codes": report.get("status_codes"), "server": counters,
-    }
+        return (json.dumps(target) + "\n").encode()
+
+    def attack(self, vegeta: str, rate: int, seconds: int, out: Path | None) -> None:
+        cmd = [vegeta, "attack", "-format=json", f"-rate={rate}/s", "-keepalive", "-timeout=10s", f"-duration={seconds}s"]
+        with (out.open("wb") if out else open(os.devnull, "wb")) as sink:
+            subprocess.run(cmd, input=self.targets(), stdout=sink, check=True)
+        if out:
+            self.results.append(out)
+
+    def report(self, vegeta: str) -> dict:
+        report = json.loads(subprocess.run([vegeta, "report", "-type=json", *map(str, self.results)],
+                                           capture_output=True, text=True, check=True).stdout)
+        lat = report["latencies"]
+        return {
+            "case": self.name, "requests": report["requests"],
+            "failed": report["requests"] - round(report["success"] * report["requests"]),
+            "p50_ms": lat["50th"] / 1e6, "p99_ms": lat["99th"] / 1e6, "max_ms": lat["max"] / 1e6,
+            "status_codes": report.get("status_codes"), "server": metrics(self.port),
+        }
+
+    def stop(self) -> None:
+        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=100)
-    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=60, help="per case, in rounds of 5 s")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "prediction-logging.json"))
     args = parser.parse_args()
     vegeta = subprocess.run(["bash", str(ROOT / "hack" / "build-vegeta.sh")], capture_output=True, text=True, check=True).stdout.strip()
@@ -161,11 +173,26 @@ def main() -> int:
         ("down", {"logging": {**logging, "sink": {"url": f"http://127.0.0.1:{free_port()}/"}}}),
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp)
+        model_dir = Path(tmp) / "model"
+        model_dir.mkdir()
         train(model_dir)
-        results = [run_case(name, monitoring, model_dir, vegeta, args.rate, args.seconds) for name, monitoring in cases]
+        servers = [Case(name, monitoring, model_dir) for name, monitoring in cases]
+        try:
+            for server in servers:
+                server.wait_ready()
+                server.attack(vegeta, args.rate, 1, None)  # warm-up, not counted
+            # Rounds of 5 s, the cases in a rotating order: the machine's noise falls on all alike.
+            rounds = max(1, args.seconds // 5)
+            for r in range(rounds):
+                for server in servers[r % len(servers):] + servers[:r % len(servers)]:
+                    server.attack(vegeta, args.rate, 5, Path(tmp) / f"{server.name}-{r}.bin")
+            time.sleep(5)  # let the senders try what is buffered
+            results = [server.report(vegeta) for server in servers]
+        finally:
+            for server in servers:
+                server.stop()
     base = results[0]
-    print(f"prediction logging, {args.rate} requests/s for {args.seconds} s per case (vegeta, one keepalive client):")
+    print(f"prediction logging, {args.rate} requests/s, {rounds} rounds of 5 s per case, interleaved (vegeta, keepalive):")
     print(f"  {'case':8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/off':>8} {'failed':>7}  server counters")
     for r in results:
         r["p99_ratio"] = r["p99_ms"] / base["p99_ms"] if base["p99_ms"] else None
@@ -174,7 +201,7 @@ def main() -> int:
     print(f"  the healthy sink received {received[0]} records")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rate": args.rate, "seconds": args.seconds, "results": results, "healthy_sink_received": received[0]}, indent=1) + "\n")
+    out.write_text(json.dumps({"rate": args.rate, "seconds": rounds * 5, "results": results, "healthy_sink_received": received[0]}, indent=1) + "\n")
     print(f"  written to {out}")
     return 0 if all(r["failed"] == 0 for r in results) else 1
 
