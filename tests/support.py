@@ -242,3 +242,36 @@ def prometheus_server(binary: Path, home: Path, targets: list[str]) -> Iterator[
             proc.kill()
             proc.wait()
         log.close()
+
+
+class PostRecorder:
+    """A real HTTP server on 127.0.0.1 that keeps every POST: ``posts`` holds (path, headers
+    with lower-case names, body); it answers each with the next of ``codes`` (then
+    ``default``). ``url`` ends without a slash."""
+
+    def __init__(self, codes: list[int] | None = None, default: int = 200):
+        import http.server
+        import threading
+
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []
+        self.codes, self.default = list(codes or []), default
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.posts.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(recorder.codes.pop(0) if recorder.codes else recorder.default)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

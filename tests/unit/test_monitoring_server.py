@@ -10,7 +10,6 @@ whole server runs in the docker and cluster tests (test_monitoring_e2e.py).
 from __future__ import annotations
 
 import asyncio
-import http.server
 import io
 import json
 import sys
@@ -30,6 +29,7 @@ from modeldeploy_server.monitoring import drift, logger  # noqa: E402
 from modeldeploy_server.monitoring.middleware import RequestIdMiddleware  # noqa: E402
 
 from modeldeploy import profile  # noqa: E402
+from support import PostRecorder  # noqa: E402
 
 pytestmark = pytest.mark.monitoring
 
@@ -173,32 +173,16 @@ def test_stdout_lines_carry_the_id_kind_and_who_answered() -> None:
 
 @pytest.fixture
 def event_server():
-    got: list[tuple[dict[str, str], bytes]] = []
-    status = {"code": 202}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(status["code"])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", got, status
-    server.shutdown()
+    recorder = PostRecorder(default=202)
+    yield recorder
+    recorder.stop()
 
 
 def test_the_http_sink_posts_binary_cloudevents_in_kserves_format(event_server) -> None:
-    url, got, status = event_server
-    sink = logger.HttpSink(url, WHO, timeout=2)
+    sink = logger.HttpSink(f"{event_server.url}/", WHO, timeout=2)
     sink.send([record(7), record(7, logger.RESPONSE_TYPE)])
-    assert len(got) == 2
-    (req_headers, req_body), (resp_headers, _) = got
+    assert len(event_server.posts) == 2
+    (_, req_headers, req_body), (_, resp_headers, _) = event_server.posts
     assert req_body == b'{"instances": [[1, 2]]}'
     assert req_headers["ce-specversion"] == "1.0"
     assert (req_headers["ce-id"], resp_headers["ce-id"]) == ("id-7", "id-7")
@@ -208,7 +192,7 @@ def test_the_http_sink_posts_binary_cloudevents_in_kserves_format(event_server) 
     assert (req_headers["ce-modeldeployment"], req_headers["ce-variant"], req_headers["ce-modelversion"]) == ("iris", "canary", "v2")
     assert json.loads(req_headers["ce-metadata"]) == {"x-user": "u"}
     assert req_headers["ce-time"].endswith("Z") and req_headers["content-type"] == "application/json"
-    status["code"] = 503
+    event_server.default = 503
     with pytest.raises(logger.PartialSend) as err:
         sink.send([record(8), record(9)])
     assert err.value.sent == 0 and "503" in str(err.value)

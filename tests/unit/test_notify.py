@@ -3,9 +3,7 @@ retries to a real HTTP server on 127.0.0.1 (one that refuses, then accepts)."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 
 import pytest
 from prometheus_client import REGISTRY
@@ -13,6 +11,7 @@ from prometheus_client import REGISTRY
 from modeldeploy.api import conditions as c
 from modeldeploy.api.spec import Webhook
 from modeldeploy.k8s.notify import Notifier, notifications, request_of
+from support import PostRecorder
 
 pytestmark = pytest.mark.monitoring
 
@@ -55,24 +54,9 @@ def test_cloudevents_and_slack_bodies() -> None:
 
 @pytest.fixture
 def hook_server():
-    got: list[tuple[str, dict, bytes]] = []
-    codes = [503]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            got.append((self.path, dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
-            code = codes.pop(0) if codes else 200
-            self.send_response(code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", got
-    server.shutdown()
+    recorder = PostRecorder(codes=[503])
+    yield recorder.url, recorder.posts
+    recorder.stop()
 
 
 def count(outcome: str) -> float:
