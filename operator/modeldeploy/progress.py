@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .analysis.prometheus import variables
-from .analysis.agreement import Joins, judge_accuracy, judge_agreement
+from .analysis.agreement import Joins, judge_accuracy, judge_agreement, labelled
 from .analysis.quality import drift_summary, judge_drift, output_delta, parse_quality
 from .analysis.window import Measure, Scrape, judge, measure
 from .api.annotations import PROMOTE, PROMOTE_FULL
@@ -29,6 +29,7 @@ from .k8s import Kube
 from .k8s.prometheus import query_checks
 from .k8s.scrape import read_rings, scrape_pods, served_routes
 from .render import labels, names
+from .render.monitoring import joins_predictions
 from .render.readiness import running_replicas
 from .render.router import CANARY, ROUTE_ANNOTATION
 from .rollout import Controls, IntervalResult, Phase, RolloutState, plan
@@ -65,6 +66,7 @@ class Tick:
     measure: Measure | None = None
     verdict: Mapping[str, Any] | None = None
     at: float | None = None
+    labelled: Mapping[str, tuple[int, int]] | None = None  # variant → (right, labelled) rows this interval
 
 
 class Windows:
@@ -134,6 +136,7 @@ def tick(
     result: Measure | None = None
     verdict: IntervalResult | None = None
     details: dict[str, Any] | None = None
+    rows: dict[str, tuple[int, int]] | None = None
     window = windows.get(key)
     # The provider gives the state's weight now (Argo's VerifyWeight): only then do the
     # counters measure the weight in status.
@@ -148,7 +151,7 @@ def tick(
         stable_pods = kube.list("v1", "Pod", namespace, labels.selector(name))
         canary_pods = kube.list("v1", "Pod", namespace, labels.selector(name, CANARY))
         scrape = Scrape(now, scrape_pods(stable_pods, _port(stable_dep)), scrape_pods(canary_pods, _port(canary_dep)))
-        joining = analysis is not None and (analysis.min_agreement is not None or analysis.min_accuracy is not None)
+        joining = joins_predictions(spec)
         if window is None or window.revision != rev or window.weight != state.weight:
             # Labels arrive late: what was read at an earlier weight of this revision is kept.
             joins = (window.joins if window is not None and window.revision == rev else None) or (Joins() if joining else None)
@@ -167,6 +170,7 @@ def tick(
                     queries.append(drift_gate(spec, window.opened, scrape, name))
                 if window.joins is not None:
                     read_joins(window.joins, (stable_pods, _port(stable_dep)), (canary_pods, _port(canary_dep)))
+                    rows = labelled(window.joins, analysis.agreement_tolerance)
                     if analysis.min_agreement is not None:
                         queries.append(judge_agreement(window.joins, analysis.min_agreement, analysis.agreement_tolerance, analysis.min_requests))
                     if analysis.min_accuracy is not None:
@@ -192,7 +196,7 @@ def tick(
         promoted=state.phase == Phase.PROMOTING and stable_rolled_out(status, rev, stable_dep, resolve),
         route_in_effect=in_effect or state.weight == 0,
     )
-    return Tick(nxt, rev, result, details, now if result else None)
+    return Tick(nxt, rev, result, details, now if result else None, rows)
 
 
 Pods = tuple[list[dict[str, Any]], int]  # a variant's pods and the model server's port
@@ -232,6 +236,12 @@ def drift_watched(spec: Mapping[str, Any]) -> DriftMonitoring | None:
     return drift or (DriftMonitoring() if gate is not None else None)
 
 
+def feedback_watched(spec: Mapping[str, Any]) -> bool:
+    """spec.monitoring.feedback: stable's labelled rows are counted outside rollouts too."""
+    monitoring = spec.get("monitoring") or {}
+    return isinstance(monitoring, Mapping) and monitoring.get("feedback") is True
+
+
 def watch_drift(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any] | None:
     """Stable's drift now, from its pods' /metrics (status.drift, condition Drifting);
     None when drift is not monitored or no pod answered."""
@@ -250,6 +260,17 @@ def watch_drift(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     threshold = drift.threshold if drift.threshold is not None else DRIFT_THRESHOLDS[drift.metric]
     return drift_summary(readings, drift.metric, threshold) or {"metric": drift.metric, "threshold": threshold, "samples": 0}
+
+
+def watch_feedback(kube: Kube, body: Mapping[str, Any], joins: Joins) -> dict[str, tuple[int, int]]:
+    """Outside rollouts, with spec.monitoring.feedback: stable's labelled rows since the last
+    call (its pods' predictions and labels read into ``joins``)."""
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
+    read_joins(joins, (kube.list("v1", "Pod", namespace, labels.selector(name)), _port(stable_dep)), ([], 0))
+    counts = labelled(joins)
+    joins.next_interval()
+    return counts
 
 
 def settle_retired_route(kube: Kube, namespace: str, name: str, traffic: TrafficProvider) -> None:

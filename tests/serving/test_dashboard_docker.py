@@ -31,7 +31,7 @@ DASHBOARD = ROOT / "docs" / "grafana" / "modeldeploy-monitoring.json"
 IMAGE = os.environ.get("MODELDEPLOY_MODEL_SERVER_IMAGE", "localhost/modeldeploy/model-server:0.1.0")
 PROMETHEUS = Path(os.environ.get("MODELDEPLOY_PROMETHEUS") or Path(hack_setting("PROMETHEUS_BIN")) / "prometheus")
 OPERATOR_METRICS = ("modeldeploy_rollouts", "modeldeploy_canary_weight_percent", "modeldeploy_analysis_verdicts_total",
-                    "modeldeploy_notifications_total")
+                    "modeldeploy_notifications_total", "modeldeploy_labelled_rows_total")
 
 
 def queries() -> list[tuple[str, str]]:

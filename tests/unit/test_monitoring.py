@@ -275,3 +275,27 @@ def test_min_agreement_needs_mirrored_traffic(registry) -> None:
     assert validated is None and [p.field for p in problems] == ["spec.rollout.analysis.minAgreement"]
     spec["traffic"] = {"mirror": True}
     assert validate("iris", spec, registry)[1] == []
+
+
+def test_labelled_rows_are_counted_per_variant_and_forgotten_with_the_modeldeployment() -> None:
+    from prometheus_client import REGISTRY
+
+    from modeldeploy.analysis.agreement import Joins, labelled
+    from modeldeploy.controller.telemetry import Telemetry
+
+    joins = Joins()
+    joins.add("predictions", "stable", "s1", page(1, [{"id": f"s{i}", "output": [1]} for i in range(10)]))
+    joins.add("predictions", "canary", "c1", page(1, [{"id": f"c{i}", "output": [1]} for i in range(4)]))
+    joins.add("feedback", "canary", "c1", page(1, [{"id": f"s{i}", "label": 1 if i < 7 else 0} for i in range(10)]
+                                              + [{"id": "c0", "label": 0}, {"id": "unknown", "label": 1}]))
+    counts = labelled(joins)
+    assert counts == {"stable": (7, 10), "canary": (0, 1)}
+    telemetry = Telemetry()
+    telemetry.labelled(("ml", "acc"), counts)
+    telemetry.labelled(("ml", "acc"), {"stable": (1, 1)})
+
+    def rows(variant: str, outcome: str) -> float | None:
+        return REGISTRY.get_sample_value("modeldeploy_labelled_rows_total", {"namespace": "ml", "name": "acc", "variant": variant, "outcome": outcome})
+    assert (rows("stable", "right"), rows("stable", "wrong"), rows("canary", "wrong")) == (8, 3, 1)
+    telemetry.forget(("ml", "acc"))
+    assert rows("stable", "right") is None

@@ -128,6 +128,16 @@ def accuracy(predictions: Mapping[str, Any], labels: Iterable[tuple[str, Any]], 
     return right, rows, requests
 
 
+def labelled(joins: Joins, tolerance: float = 0.0) -> dict[str, tuple[int, int]]:
+    """Variant → (right rows, labelled rows) of the labels read this interval."""
+    out = {}
+    for variant, predictions in (("stable", joins.stable), ("canary", joins.canary)):
+        right, rows, _ = accuracy(predictions, joins.labels, tolerance)
+        if rows:
+            out[variant] = (right, rows)
+    return out
+
+
 def judge_accuracy(joins: Joins, min_accuracy: float, min_feedback: int, tolerance: float = 0.0) -> QueryResult:
     right, rows, requests = accuracy(joins.canary, joins.labels, tolerance)
     s_right, s_rows, _ = accuracy(joins.stable, joins.labels, tolerance)

@@ -30,7 +30,8 @@ from ..api.crd import API_VERSION, KIND
 from ..config import DEFAULT_WORKERS, OperatorConfig
 from ..k8s import ApiError, Kube
 from ..k8s.notify import Notifier
-from ..progress import Windows, drift_watched, tick, watch_drift
+from ..analysis.agreement import Joins
+from ..progress import Windows, drift_watched, feedback_watched, tick, watch_drift, watch_feedback
 from ..reconcile import ReconcileError, reconcile
 from ..render import labels
 from ..rollout.plan import ACTIVE
@@ -82,7 +83,8 @@ class Operator:
         self.workers = Workers(self.queue, self.run, workers=workers, resync=resync, quiet=(ApiError, ReconcileError))
         self._clock = clock
         self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
-        self._drift_read: dict[Key, float] = {}  # when each stable's drift was last read
+        self._drift_read: dict[Key, float] = {}  # when each stable's drift (and labels) were last read
+        self._joins: dict[Key, Joins] = {}  # stable's predictions and labels read outside rollouts
         self._seen: set[Key] = set()  # the keys with a successful pass since the start
         self._resync = resync
         # Status-only passes: a key's count of events of anything but its pods, and that
@@ -163,6 +165,7 @@ class Operator:
             with self._guard:
                 self._ticked.pop(key, None)
                 self._drift_read.pop(key, None)
+                self._joins.pop(key, None)
                 self._seen.discard(key)
                 self._changes.pop(key, None)
                 self._clean.pop(key, None)
@@ -185,13 +188,21 @@ class Operator:
             planned = tick(self.client, self.windows, body, now, self.config.registry)
             with self._guard:
                 self._ticked[key] = now
-        watched = drift_watched(body.get("spec") or {}) is not None
+            if planned is not None and planned.labelled:
+                self.telemetry.labelled(key, planned.labelled)
+        spec = body.get("spec") or {}
+        feedback = feedback_watched(spec) and not rolling_out(body.get("status") or {})
+        watched = drift_watched(spec) is not None or feedback
         drift = None
         if watched:
             with self._guard:
                 last_read = self._drift_read.get(key)
             if last_read is None or now - last_read >= DRIFT_SECONDS - 0.1:
                 drift = watch_drift(self.client, body)
+                if feedback:
+                    with self._guard:
+                        joins = self._joins.setdefault(key, Joins())
+                    self.telemetry.labelled(key, watch_feedback(self.client, body, joins))
                 with self._guard:
                     self._drift_read[key] = now
         status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered, drift=drift,

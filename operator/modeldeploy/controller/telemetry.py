@@ -26,6 +26,10 @@ WEIGHT = Gauge("modeldeploy_canary_weight_percent",
                "A canary's traffic weight: desired (the step), applied (what the provider's objects give), "
                "effective (measured from the requests served)", ["namespace", "name", "weight"])
 VERDICTS = Counter("modeldeploy_analysis_verdicts", "Analysis verdicts of canaries", ["outcome"])
+# Online accuracy: rows whose true label (POST /v2/models/NAME/feedback) the operator joined
+# with the variant's prediction; accuracy = right / (right + wrong) over any window in PromQL.
+LABELLED = Counter("modeldeploy_labelled_rows",
+                   "Predicted rows joined with their true label, by variant and right|wrong", ["namespace", "name", "variant", "outcome"])
 _WEIGHTS = (("desired", "desiredWeight"), ("applied", "appliedWeight"), ("effective", "effectiveWeight"))
 
 # The ModelDeployment the current thread's pass is about.
@@ -59,6 +63,12 @@ class Telemetry:
             if field in canary:
                 WEIGHT.labels(key[0], key[1], label).set(float(canary[field] or 0))
 
+    def labelled(self, key: Key, counts: Mapping[str, tuple[int, int]]) -> None:
+        """Variant → (right rows, labelled rows) joined since the last call."""
+        for variant, (right, rows) in counts.items():
+            LABELLED.labels(key[0], key[1], variant, "right").inc(right)
+            LABELLED.labels(key[0], key[1], variant, "wrong").inc(rows - right)
+
     def forget(self, key: Key) -> None:
         """The ModelDeployment is gone."""
         with self._lock:
@@ -70,6 +80,12 @@ class Telemetry:
                 WEIGHT.remove(key[0], key[1], label)
             except KeyError:
                 pass
+        for variant in ("stable", "canary"):
+            for outcome in ("right", "wrong"):
+                try:
+                    LABELLED.remove(key[0], key[1], variant, outcome)
+                except KeyError:
+                    pass
 
     def _publish_phases(self) -> None:
         counts = Tally(self._phases.values())
