@@ -456,7 +456,8 @@ build_node_image() {
 # Node images of earlier inputs (about 1 GB each), unless a container still uses one.
 remove_old_node_images() {
   local ref
-  docker image ls --format '{{.Repository}}:{{.Tag}}' "$KIND_NODE_REPO" | grep -vxF "$1" |
+  # `|| true`: no other image (the first build on a machine) is no error under pipefail.
+  docker image ls --format '{{.Repository}}:{{.Tag}}' "$KIND_NODE_REPO" | { grep -vxF "$1" || true; } |
     while read -r ref; do
       if [[ -z "$(docker ps -aq --filter "ancestor=$ref")" ]]; then
         docker rmi "$ref" >/dev/null 2>&1 && log "removed the old node image $ref" || true
@@ -488,4 +489,7 @@ main() {
   echo "$tag"
 }
 
-main "$@"
+# Sourced (tests/unit/test_cluster_scripts.py), it only defines its functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

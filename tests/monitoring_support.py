@@ -85,7 +85,17 @@ def model(key: str, endpoint: str) -> dict:
             "secretName": SECRET, "endpoint": endpoint, "downloadTimeoutSeconds": 60}
 
 
+# The runtime asks 100m of CPU per model server: these modules run a dozen at once beside
+# the other cluster modules on a 2-core node, whose requests must stay within its 2 CPUs
+# (a pod that does not fit stays Pending and its test times out). They use next to nothing.
+SMALL = {"requests": {"cpu": "10m"}}
+
+
 def create(kube, namespace: str, name: str, spec: dict) -> None:
+    """The ModelDeployment, its pods asking SMALL resources (and one router pod) unless the spec says otherwise."""
+    spec = {"resources": SMALL, **spec}
+    if (spec.get("traffic") or {}).get("mirror") or (spec.get("rollout") or {}).get("steps"):
+        spec["traffic"] = {"router": {"replicas": 1}, **(spec.get("traffic") or {})}
     body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
     kube.request("POST", collection_path(API_VERSION, KIND, namespace), body=body)
 
@@ -102,6 +112,7 @@ def deploy_sink(kube, kube_api, namespace: str, image: str) -> str:
                 "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
                     "containers": [{"name": "sink", "image": image, "imagePullPolicy": "IfNotPresent",
                                     "command": ["python", "-c", SINK], "ports": [{"containerPort": 8080}],
+                                    "resources": SMALL,
                                     "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}}})
     kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sink", "namespace": namespace},
                 "spec": {"selector": labels, "ports": [{"port": 8080, "targetPort": 8080}]}})

@@ -38,3 +38,18 @@ def test_a_detached_daemon_inherits_no_lock_and_runs_in_its_own_session(tmp_path
         assert taken.returncode == 0
     finally:
         os.kill(pid, 9)
+
+
+def test_the_first_kind_node_image_on_a_machine_is_not_an_error():
+    """hack/kind-build.sh, after building a node image, removes the older ones; with none
+    (a machine's first build) its pipeline's grep found nothing and, under pipefail, failed
+    the whole build after the image was made (the kind tests errored on a fresh machine)."""
+    script = '''
+        source hack/kind-build.sh
+        set -euo pipefail
+        docker() { [[ $1 == image ]] && echo "$KIND_NODE_REPO:current"; return 0; }
+        remove_old_node_images "$KIND_NODE_REPO:current"
+        echo removed-none
+    '''
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "removed-none", done.stderr
