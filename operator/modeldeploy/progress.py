@@ -226,7 +226,15 @@ def drift_gate(spec: ModelDeploymentSpec, opened: Scrape, closed: Scrape, model:
 
 
 def drift_watched(spec: Mapping[str, Any]) -> DriftMonitoring | None:
-    """The drift settings of a raw spec when drift is monitored (monitoring.drift, or a maxDrift gate)."""
+    """The drift settings of a raw spec when drift is monitored (monitoring.drift, or a maxDrift gate).
+
+    Called on every pass: a spec that names neither is answered without parsing it."""
+    monitoring, rollout = spec.get("monitoring"), spec.get("rollout")
+    analysis = rollout.get("analysis") if isinstance(rollout, Mapping) else None
+    if not (isinstance(monitoring, Mapping) and monitoring.get("drift") is not None) and not (
+        isinstance(analysis, Mapping) and analysis.get("maxDrift") is not None
+    ):
+        return None
     try:
         parsed = ModelDeploymentSpec.model_validate(dict(spec))
     except ValidationError:

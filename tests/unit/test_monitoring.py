@@ -299,3 +299,14 @@ def test_labelled_rows_are_counted_per_variant_and_forgotten_with_the_modeldeplo
     assert (rows("stable", "right"), rows("stable", "wrong"), rows("canary", "wrong")) == (8, 3, 1)
     telemetry.forget(("ml", "acc"))
     assert rows("stable", "right") is None
+
+
+def test_drift_is_watched_with_monitoring_drift_or_a_max_drift_gate_only() -> None:
+    from modeldeploy.progress import drift_watched, feedback_watched
+
+    base = {"model": {"uri": "s3://m/1", "format": "sklearn"}}
+    assert drift_watched(base) is None and not feedback_watched(base)
+    assert drift_watched({**base, "monitoring": {"drift": {"metric": "js", "windowSize": 50}}}).metric == "js"
+    assert drift_watched({**base, "rollout": {"analysis": {"maxDrift": 0.2}}}).metric == "psi"  # the defaults
+    assert drift_watched({**base, "monitoring": {"drift": {"metric": "nope"}}}) is None  # invalid: reconcile reports it
+    assert feedback_watched({**base, "monitoring": {"feedback": True}})
