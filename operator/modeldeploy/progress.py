@@ -250,15 +250,18 @@ def feedback_watched(spec: Mapping[str, Any]) -> bool:
     return isinstance(monitoring, Mapping) and monitoring.get("feedback") is True
 
 
-def watch_drift(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Stable's drift now, from its pods' /metrics (status.drift, condition Drifting);
-    None when drift is not monitored or no pod answered."""
-    drift = drift_watched(body.get("spec") or {})
-    if drift is None:
-        return None
+def stable_pods(kube: Kube, body: Mapping[str, Any]) -> Pods:
+    """The stable variant's pods and the model server's port."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
-    texts = scrape_pods(kube.list("v1", "Pod", namespace, labels.selector(name)), _port(stable_dep))
+    return kube.list("v1", "Pod", namespace, labels.selector(name)), _port(stable_dep)
+
+
+def watch_drift(drift: DriftMonitoring, body: Mapping[str, Any], stable: Pods) -> dict[str, Any] | None:
+    """Stable's drift now, from its pods' /metrics (status.drift, condition Drifting), with
+    the settings ``drift_watched`` gave; None when no pod answered."""
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    texts = scrape_pods(*stable)
     if not texts:
         return None
     try:
@@ -270,12 +273,10 @@ def watch_drift(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any] | None:
     return drift_summary(readings, drift.metric, threshold) or {"metric": drift.metric, "threshold": threshold, "samples": 0}
 
 
-def watch_feedback(kube: Kube, body: Mapping[str, Any], joins: Joins) -> dict[str, tuple[int, int]]:
+def watch_feedback(stable: Pods, joins: Joins) -> dict[str, tuple[int, int]]:
     """Outside rollouts, with spec.monitoring.feedback: stable's labelled rows since the last
     call (its pods' predictions and labels read into ``joins``)."""
-    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    stable_dep = kube.get("apps/v1", "Deployment", namespace, names.variant(name))
-    read_joins(joins, (kube.list("v1", "Pod", namespace, labels.selector(name)), _port(stable_dep)), ([], 0))
+    read_joins(joins, stable, ([], 0))
     counts = labelled(joins)
     joins.next_interval()
     return counts

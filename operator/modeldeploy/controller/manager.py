@@ -29,9 +29,9 @@ from typing import Any
 from ..api.crd import API_VERSION, KIND
 from ..config import DEFAULT_WORKERS, OperatorConfig
 from ..k8s import ApiError, Kube
-from ..k8s.notify import Notifier
 from ..analysis.agreement import Joins
-from ..progress import Windows, drift_watched, feedback_watched, tick, watch_drift, watch_feedback
+from ..k8s.notify import Notifier
+from ..progress import Windows, drift_watched, feedback_watched, stable_pods, tick, watch_drift, watch_feedback
 from ..reconcile import ReconcileError, reconcile
 from ..render import labels
 from ..rollout.plan import ACTIVE
@@ -44,7 +44,8 @@ from .workers import Result, Workers
 log = logging.getLogger(__name__)
 # How often a running rollout is looked at; analysis intervals (>= 10 s) are measured in ticks.
 TICK_SECONDS = 2.0
-# How often stable's drift is read from its pods when spec.monitoring.drift is set.
+# How often stable's drift (spec.monitoring.drift, maxDrift) and labelled predictions
+# (spec.monitoring.feedback) are read from its pods outside the rollout ticks.
 DRIFT_SECONDS = 30.0
 RESYNC_SECONDS = 300.0
 REGISTRY_POLL_SECONDS = 5.0
@@ -192,17 +193,20 @@ class Operator:
                 self.telemetry.labelled(key, planned.labelled)
         spec = body.get("spec") or {}
         feedback = feedback_watched(spec) and not rolling_out(body.get("status") or {})
-        watched = drift_watched(spec) is not None or feedback
+        settings = drift_watched(spec)
+        watched = settings is not None or feedback
         drift = None
         if watched:
             with self._guard:
                 last_read = self._drift_read.get(key)
             if last_read is None or now - last_read >= DRIFT_SECONDS - 0.1:
-                drift = watch_drift(self.client, body)
+                stable = stable_pods(self.client, body)
+                if settings is not None:
+                    drift = watch_drift(settings, body, stable)
                 if feedback:
                     with self._guard:
                         joins = self._joins.setdefault(key, Joins())
-                    self.telemetry.labelled(key, watch_feedback(self.client, body, joins))
+                    self.telemetry.labelled(key, watch_feedback(stable, joins))
                 with self._guard:
                     self._drift_read[key] = now
         status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered, drift=drift,

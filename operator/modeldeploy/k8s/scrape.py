@@ -74,24 +74,33 @@ def pod_url(pod: Mapping[str, Any], port: int, path: str) -> str | None:
     return f"http://{host}:{port}{path}"
 
 
-def scrape_pods(pods: Iterable[Mapping[str, Any]], port: int, session: requests.Session | None = None) -> dict[str, str]:
-    """Pod name → /metrics text, for every running pod that answered within TIMEOUT, all
-    pods at once."""
+def _read_each(
+    pods: Iterable[Mapping[str, Any]], port: int, path: Callable[[Mapping[str, Any]], str], what: str,
+    parse: Callable[[str], T | None], session: requests.Session | None,
+) -> dict[str, T]:
+    """Pod name → ``parse`` of the body each running pod answers at ``path(pod)`` within
+    TIMEOUT (capped at MAX_BYTES), all pods at once; a pod that fails is logged and left out."""
     http = session or _SESSION
 
-    def one(pod: Mapping[str, Any]) -> str | None:
-        url = pod_url(pod, port, "/metrics")
+    def one(pod: Mapping[str, Any]) -> T | None:
+        url = pod_url(pod, port, path(pod))
         if not url:
             return None
         try:
             with http.get(url, timeout=TIMEOUT, stream=True) as response:
                 response.raise_for_status()
-                return read_capped(response)
-        except requests.RequestException as err:
-            log.warning("scraping /metrics of pod %s failed: %s", pod["metadata"]["name"], err)
+                return parse(read_capped(response))
+        except (requests.RequestException, ValueError) as err:
+            log.warning("reading %s of pod %s failed: %s", what, pod["metadata"]["name"], err)
             return None
 
-    return {pod["metadata"]["name"]: text for pod, text in _concurrently(one, pods) if text is not None}
+    return {pod["metadata"]["name"]: got for pod, got in _concurrently(one, pods) if got is not None}
+
+
+def scrape_pods(pods: Iterable[Mapping[str, Any]], port: int, session: requests.Session | None = None) -> dict[str, str]:
+    """Pod name → /metrics text, for every running pod that answered within TIMEOUT, all
+    pods at once."""
+    return _read_each(pods, port, lambda pod: "/metrics", "/metrics", lambda text: text, session)
 
 
 _NOT_RUNNING = object()
@@ -124,19 +133,8 @@ def read_rings(
     """Pod name → page of the model server's ``/modeldeploy/v1/<ring>?after=N`` (recent
     predictions or feedback, for the agreement and accuracy joins), all pods at once; a pod
     that does not answer (or keeps no ring) is left out and read from its cursor next time."""
-    http = session or _SESSION
+    def page(text: str) -> dict[str, Any] | None:
+        doc = json.loads(text)
+        return doc if isinstance(doc, dict) else None
 
-    def one(pod: Mapping[str, Any]) -> dict[str, Any] | None:
-        url = pod_url(pod, port, f"/modeldeploy/v1/{ring}?after={after(pod['metadata']['name'])}")
-        if not url:
-            return None
-        try:
-            with http.get(url, timeout=TIMEOUT, stream=True) as response:
-                response.raise_for_status()
-                page = json.loads(read_capped(response))
-        except (requests.RequestException, ValueError) as err:
-            log.warning("reading %s of pod %s failed: %s", ring, pod["metadata"]["name"], err)
-            return None
-        return page if isinstance(page, dict) else None
-
-    return {pod["metadata"]["name"]: page for pod, page in _concurrently(one, pods) if page is not None}
+    return _read_each(pods, port, lambda pod: f"/modeldeploy/v1/{ring}?after={after(pod['metadata']['name'])}", ring, page, session)

@@ -12,14 +12,12 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 
 from ..metrics import route
 from .config import LoggingConfig
 from .logger import DROPPED, REQUEST_TYPE, RESPONSE_TYPE, PredictionLog, Record
 
 HEADER = b"x-request-id"
-REQUEST_ID: ContextVar[str | None] = ContextVar("modeldeploy_request_id", default=None)
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -46,10 +44,11 @@ class RequestIdMiddleware:
             return
         model = found[0]
         headers = list(scope.get("headers") or [])
-        request_id = _header(headers, HEADER) or uuid.uuid4().hex
-        if _header(headers, HEADER) is None:
+        request_id = _header(headers, HEADER)
+        if request_id is None:
+            # The model (model.py) reads it from the request headers, like one a caller sent.
+            request_id = uuid.uuid4().hex
             scope = dict(scope, headers=[*headers, (HEADER, request_id.encode())])
-        token = REQUEST_ID.set(request_id)
         config = self.config
         sampled = self.plog is not None and config is not None and config.sample_rate > 0 and self.sample() < config.sample_rate
         request_body, response_body = bytearray(), bytearray()
@@ -83,7 +82,6 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive_and_keep if sampled else receive, send_with_id)
         finally:
-            REQUEST_ID.reset(token)
             if sampled:
                 if too_large:
                     DROPPED.labels("too_large").inc(1 if config.mode != "both" else 2)
