@@ -16,7 +16,7 @@ import numpy as np
 
 from modeldeploy.api.crd import API_VERSION, KIND
 from modeldeploy.k8s.client import collection_path
-from support import BUCKET, SECRET, http, wait_for
+from support import BUCKET, SECRET, answers_200, wait_for
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 # A Python HTTP server in the model-server image (it has Python): it keeps every POST
@@ -118,13 +118,7 @@ def deploy_sink(kube, kube_api, namespace: str, image: str) -> str:
                 "spec": {"selector": labels, "ports": [{"port": 8080, "targetPort": 8080}]}})
     kube_api.wait_deployment_available(namespace, "sink", timeout=120)
     url = f"http://{kube.get('v1', 'Service', namespace, 'sink')['spec']['clusterIP']}:8080"
-
-    def answers() -> bool:
-        try:
-            return http("GET", f"{url}/events")[0] == 200
-        except OSError:
-            return False
-    wait_for(answers, 60, what="the sink answering")
+    wait_for(lambda: answers_200(f"{url}/events"), 60, what="the sink answering")
     return url
 
 

@@ -188,17 +188,19 @@ def wait_condition(kube: Kube, namespace: str, name: str, type_: str, status: st
     return wait_for(check, timeout, interval=1, what=f"{name}: {type_}={status} {reason or ''}")
 
 
-def service_url(kube: Kube, namespace: str, name: str) -> str:
-    """The Service's address, once it answers: kube-proxy programs a newly ready endpoint
-    a moment after the pod turns ready."""
-    url = f"http://{kube.get('v1', 'Service', namespace, name)['spec']['clusterIP']}"
+def answers_200(url: str) -> bool:
+    """GET ``url`` answers 200 (a refused or unrouted connection is False: kube-proxy programs
+    a new Service or a newly ready endpoint a moment after the pod turns ready)."""
+    try:
+        return http("GET", url)[0] == 200
+    except OSError:
+        return False
 
-    def answers() -> bool:
-        try:
-            return http("GET", f"{url}/v2/health/ready")[0] == 200
-        except OSError:
-            return False
-    wait_for(answers, 30, what=f"Service {name} answering")
+
+def service_url(kube: Kube, namespace: str, name: str) -> str:
+    """The Service's address, once it answers."""
+    url = f"http://{kube.get('v1', 'Service', namespace, name)['spec']['clusterIP']}"
+    wait_for(lambda: answers_200(f"{url}/v2/health/ready"), 30, what=f"Service {name} answering")
     return url
 
 
