@@ -22,7 +22,7 @@ from .analysis.quality import drift_summary, judge_drift, output_delta, parse_qu
 from .analysis.window import Measure, Scrape, judge, measure
 from .api.annotations import PROMOTE, PROMOTE_FULL
 from .api.runtimes import RuntimeRegistry
-from .analysis.metrics import MetricsError
+from .analysis.metrics import MetricsError, delta
 from .analysis.outcome import Outcome, QueryResult
 from .api.spec import DRIFT_THRESHOLDS, DriftMonitoring, ModelDeploymentSpec
 from .k8s import Kube
@@ -280,6 +280,35 @@ def watch_feedback(stable: Pods, joins: Joins) -> dict[str, tuple[int, int]]:
     counts = labelled(joins)
     joins.next_interval()
     return counts
+
+
+def fallback_watched(spec: Mapping[str, Any]) -> bool:
+    """spec.traffic.fallback is set: its pods' answers are counted (status.fallback)."""
+    traffic = spec.get("traffic")
+    return isinstance(traffic, Mapping) and traffic.get("fallback") is not None
+
+
+def watch_fallback(kube: Kube, body: Mapping[str, Any], before: Mapping[str, str] | None) -> tuple[int | None, dict[str, str]]:
+    """Requests the fallback pods answered since ``before`` (each pod's /metrics text at the
+    last read), and the texts to pass next time. ``before`` None (the first read since the
+    operator started, whose predecessor counted what came before): a baseline, 0 counted.
+    None counted when a pod's metrics cannot be parsed. A pod that did not answer this read
+    keeps its last text, so its next answer is not counted again from 0."""
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    pods = kube.list("v1", "Pod", namespace, labels.selector(name, names.FALLBACK))
+    deployment = kube.get("apps/v1", "Deployment", namespace, names.variant(name, names.FALLBACK))
+    texts = scrape_pods(pods, _port(deployment))
+    previous = dict(before or {})
+    current = {p["metadata"]["name"] for p in pods}
+    kept = {pod: texts.get(pod) or previous[pod] for pod in current if pod in texts or pod in previous}
+    if before is None:
+        return 0, kept
+    try:
+        answered = delta(previous, texts, name)
+    except MetricsError as err:
+        log.warning("%s/%s: fallback answers not read: %s", namespace, name, err)
+        return None, kept
+    return sum(answered.requests.values()), kept
 
 
 def settle_retired_route(kube: Kube, namespace: str, name: str, traffic: TrafficProvider) -> None:

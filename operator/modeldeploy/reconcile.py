@@ -24,17 +24,17 @@ from .config import OperatorConfig
 from .k8s import ApiError, ChildConflict, Kube
 from .k8s.notify import Notifier, notifications
 from .progress import Tick, drift_watched
-from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Target, labels, names, render_children
+from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Fallback, Target, labels, names, render_children
 from .render.canary import route_matches
 from .render.readiness import running_replicas
 from .render.router import ROUTER
 from .render.service import SERVICE_PORT
-from .rollout.history import record as record_history
+from .rollout.history import previous_entry, record as record_history
 from .rollout.plan import TERMINAL
 from .rollout.record import changes, from_status, iso, runtime_from, to_status
-from .rollout.variants import Variants, decide, ended_at, registry_resolver
+from .rollout.variants import Variants, decide, ended_at, registry_resolver, with_variant
 from .routing.registry import provider_for
-from .routing.router import keep_service_on_router
+from .routing.router import NginxRouter, keep_service_on_router
 from .status import Event, Observed, compute_status, rolled_out, status_patch, transitions
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,10 @@ def hand_over_replicas(kube: Kube, manifest: Mapping[str, Any]) -> None:
     }, field_manager=HANDOVER_MANAGER)
 
 
-def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> list[str]:
+def apply_children(kube: Kube, target: Target, canary: Canary | None = None, fallback: Fallback | None = None) -> list[str]:
     """Apply every desired child, then delete the children no longer wanted; the
     conflicts: children that exist without being this ModelDeployment's, left alone."""
-    desired = render_children(target, canary)
+    desired = render_children(target, canary, fallback)
     conflicts: list[str] = []
     for manifest in desired:
         try:
@@ -117,12 +117,58 @@ def apply_children(kube: Kube, target: Target, canary: Canary | None = None) -> 
     return conflicts
 
 
-def _canary(kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, variants: Variants) -> Canary:
-    """The canary and its traffic provider. Retiring (the rollout ended): the weight is 0,
-    the main Service is back on the stable pods, and the canary's objects wait to be pruned.
-    The router's availability is observed for the router provider; the others ignore it."""
+def _router_available(kube: Kube, stable: Target, retiring: bool = False) -> bool:
+    """keep_service_on_router for this ModelDeployment, from its observed router and main Service."""
     router = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, ROUTER))
     main_service = kube.get("v1", "Service", stable.namespace, stable.name)
+    return keep_service_on_router(stable.name, router, main_service, retiring)
+
+
+def fallback_variant(spec: Mapping[str, Any], status: Mapping[str, Any]) -> tuple[dict[str, Any] | None, Mapping[str, Any] | None]:
+    """What spec.traffic.fallback runs: ({model, runtime}, None) for fallback.model, (the
+    previous revision's {model, runtime}, its status.history entry) for previous: true, and
+    (None, None) without a fallback or before a second revision was promoted."""
+    fallback = (spec.get("traffic") or {}).get("fallback")
+    if not isinstance(fallback, Mapping):
+        return None, None
+    if fallback.get("model") is not None:
+        return {"model": fallback["model"], "runtime": fallback.get("runtime")}, None
+    entry = previous_entry(status.get("history") or [], status.get("stable"))
+    if entry is None:
+        return None, None
+    return {"model": entry.get("model"), "runtime": entry.get("runtime")}, entry
+
+
+def _fallback(
+    kube: Kube, config: OperatorConfig, stable: Target, spec: Mapping[str, Any], variant: Mapping[str, Any] | None,
+) -> Fallback | None:
+    """spec.traffic.fallback for this pass: the fallback variant (validated like the spec it
+    comes from; the previous revision's runtime as the registry resolves it now), and the
+    router that stays in front of the main Service."""
+    settings = stable.spec.traffic.fallback if stable.spec.traffic else None
+    if settings is None:
+        return None
+    target = None
+    if variant is not None:
+        chosen, problems = validate(stable.name, with_variant(spec, variant), config.registry)
+        if chosen is not None:
+            target = Target(stable.name, stable.namespace, stable.uid, chosen.spec, chosen.runtime, stable.storage_initializer_image)
+        else:
+            log.warning("%s/%s: the fallback revision no longer validates: %s", stable.namespace, stable.name,
+                        "; ".join(map(str, problems)))
+    return Fallback(
+        target, settings.replicas, tuple(settings.statuses), settings.timeout_seconds, config.router_image,
+        config.cluster_domain, router_available=_router_available(kube, stable), provider=NginxRouter(),
+    )
+
+
+def _canary(
+    kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, variants: Variants, fallback: Fallback | None = None,
+) -> Canary:
+    """The canary and its traffic provider. Retiring (the rollout ended): the weight is 0,
+    the main Service is back on the stable pods (unless a fallback keeps the router in
+    front), and the canary's objects wait to be pruned. The router's availability is
+    observed for the router provider; the others ignore it."""
     stable_dep = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name))
     canary_pods = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, names.CANARY))
     matches, mirror = route_matches(stable)
@@ -131,8 +177,8 @@ def _canary(kube: Kube, config: OperatorConfig, stable: Target, canary: Validate
     weight = variants.state.weight if variants.state is not None and not retiring else 0
     return Canary(
         target, weight, config.router_image, config.cluster_domain,
-        router_available=keep_service_on_router(stable.name, router, main_service, retiring),
-        matches=matches, mirror=mirror, replicas=variants.canary_replicas,
+        router_available=_router_available(kube, stable, retiring and fallback is None),
+        matches=matches, mirror=mirror, replicas=variants.canary_replicas, fallback=fallback,
         running_replicas=running_replicas(stable_dep),
         canary_ready_pods=int(((canary_pods or {}).get("status") or {}).get("readyReplicas") or 0),
         provider=provider_for(stable.spec),
@@ -183,6 +229,45 @@ def _rollout_status(
     return out
 
 
+def fallback_status(
+    previous: Mapping[str, Any], settings: Mapping[str, Any] | None, variant: Mapping[str, Any] | None,
+    entry: Mapping[str, Any] | None, deployment: Mapping[str, Any] | None, answered: int | None, at: str,
+) -> dict[str, Any] | None:
+    """status.fallback, or None without spec.traffic.fallback. ``answered``: what the fallback's
+    pods answered since the last read (None: not read this pass, the count stays)."""
+    if settings is None:
+        return None
+    before = previous.get("fallback") or {}
+    out: dict[str, Any] = {"source": "model" if settings.get("model") is not None else "previous",
+                           "replicas": int(settings.get("replicas") or 1)}
+    if variant is not None:
+        out["model"] = dict(variant.get("model") or {})
+        out["readyReplicas"] = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+    else:
+        out["message"] = "no previous revision yet: the fallback starts once a second revision has been promoted"
+    if entry is not None and entry.get("number") is not None:
+        out["revision"] = int(entry["number"])
+    out["answered"] = int(before.get("answered") or 0) + (answered or 0)
+    if answered:
+        out["lastAnsweredAt"] = at
+    elif before.get("lastAnsweredAt"):
+        out["lastAnsweredAt"] = before["lastAnsweredAt"]
+    return out
+
+
+def _fallback_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[Event]:
+    """A Warning when a read found new fallback answers: the serving variant is failing."""
+    after, before = status.get("fallback") or {}, previous.get("fallback") or {}
+    new = int(after.get("answered") or 0) - int(before.get("answered") or 0)
+    if new <= 0:
+        return []
+    what = f"revision {after['revision']}" if after.get("revision") else (after.get("model") or {}).get("uri", "the fallback model")
+    return [Event("Warning", "FallbackAnswered", (
+        f"the fallback ({what}) answered {new} request(s) the serving variant failed or did not answer in time "
+        f"(spec.traffic.fallback.statuses, timeoutSeconds); {after.get('answered')} in all"
+    ))]
+
+
 def _rollout_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[Event]:
     after = status.get("rollout")
     if not after:
@@ -192,11 +277,14 @@ def _rollout_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> l
     return [Event(*change) for change in changes(old, from_status(after)[0])]
 
 
-def render_key(spec: Mapping[str, Any], variants: Variants, config: OperatorConfig) -> str:
+def render_key(
+    spec: Mapping[str, Any], variants: Variants, config: OperatorConfig, fallback: Mapping[str, Any] | None = None,
+) -> str:
     """A digest of everything the children are rendered from but the cached objects: the
-    spec, the variants this pass chose (the canary's weight included) and the registry."""
+    spec, the variants this pass chose (the canary's weight included), the fallback's
+    variant and the registry."""
     weight = variants.state.weight if variants.state is not None and not variants.retiring else None
-    parts = [spec, variants.stable_spec, variants.canary_spec, variants.revision, weight, variants.retiring,
+    parts = [spec, variants.stable_spec, variants.canary_spec, variants.revision, weight, variants.retiring, fallback,
              variants.canary_replicas, variants.stable_runtime, config.runtimes.version,
              config.router_image, config.storage_initializer_image, config.cluster_domain]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -205,7 +293,7 @@ def render_key(spec: Mapping[str, Any], variants: Variants, config: OperatorConf
 def reconcile(
     kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick: Tick | None = None, children: bool = True,
     rendered: MutableMapping[str, str] | None = None, drift: Mapping[str, Any] | None = None,
-    notifier: Notifier | None = None,
+    notifier: Notifier | None = None, answered: int | None = None,
 ) -> dict[str, Any]:
     """Bring the children of one ModelDeployment in line with its spec; return the status.
 
@@ -218,7 +306,8 @@ def reconcile(
     moved the weight, a rollout started or ended).
     ``drift``: stable's drift summary just measured (progress.watch_drift); without it the
     last one in status is kept. ``notifier``: where spec.rollout.notify's notifications
-    go once the status saying so is written.
+    go once the status saying so is written. ``answered``: requests the fallback's pods
+    answered since the last read (progress.watch_fallback), None when not read this pass.
     """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -234,6 +323,8 @@ def reconcile(
     variants = decide(
         spec, previous, stable_complete=False, state=tick.state if tick else None, now=now, resolve=resolve, retry=retry,
     )
+    # spec.traffic.fallback's variant: its model, or the revision promoted before stable.
+    backup, backup_entry = fallback_variant(spec, previous)
     apply_error: str | None = None
     apply_code: int | None = None
     conflicts: list[str] = []
@@ -244,22 +335,23 @@ def reconcile(
         if stable is not None and variants.stable_runtime is not None:
             # The runtime the stable revision was recorded with, not what the registry says now.
             stable = Validated(stable.spec, runtime_from(variants.stable_runtime))
-        key = render_key(spec, variants, config)
+        key = render_key(spec, variants, config, backup)
         if stable is None:
             validated = None
         elif children or (rendered is not None and rendered.get(meta["uid"]) != key):
             target = Target(name, namespace, meta["uid"], stable.spec, stable.runtime, config.storage_initializer_image)
+            fallback = _fallback(kube, config, target, spec, backup)
             canary = None
             if variants.canary_spec is not None and variants.state is not None:
                 # An explicit canary (spec.canary) is a spec of its own; validate() checked it already.
                 chosen = validated if variants.canary_spec is spec else validate(name, variants.canary_spec, config.registry)[0]
                 if chosen is not None:
-                    canary = _canary(kube, config, target, chosen, variants)
+                    canary = _canary(kube, config, target, chosen, variants, fallback)
                     applied = canary.provider.applied_weight(target.spec, canary.split, running_replicas=canary.running_replicas)
             if rendered is not None:
                 rendered.pop(meta["uid"], None)
             try:
-                conflicts = apply_children(kube, target, canary)
+                conflicts = apply_children(kube, target, canary, fallback)
             except ApiError as err:
                 apply_error, apply_code = f"applying the serving objects failed: {err}", err.status
             if rendered is not None and not conflicts and apply_error is None:
@@ -273,6 +365,13 @@ def reconcile(
         # (an explicit canary starts rolling out in the same status write).
         variants = decide(spec, previous, stable_complete=True, now=now, resolve=resolve, retry=retry)
     rollout_part = _rollout_status(previous, variants, tick, now, applied)
+    if validated is not None:
+        fallback_part = fallback_status(
+            previous, (spec.get("traffic") or {}).get("fallback"), backup, backup_entry,
+            kube.get("apps/v1", "Deployment", namespace, names.variant(name, names.FALLBACK)) if backup else None, answered, _now(),
+        )
+    else:
+        fallback_part = previous.get("fallback")
     observed = Observed(
         generation=meta.get("generation", 0),
         problems=[str(p) for p in problems],
@@ -292,10 +391,14 @@ def reconcile(
     )
     status = compute_status(previous, observed, _now())
     status.update(rollout_part)
+    if fallback_part is not None:
+        status["fallback"] = fallback_part
+    else:
+        status.pop("fallback", None)
     patch = status_patch(previous, status)
     if patch:
         kube.patch_status(namespace, name, patch)
-        for event in transitions(previous, status) + _rollout_events(previous, status):
+        for event in transitions(previous, status) + _rollout_events(previous, status) + _fallback_events(previous, status):
             try:
                 kube.post_event(body, event.type, event.reason, redact(event.message))
             except ApiError as err:

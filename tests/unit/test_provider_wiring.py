@@ -62,7 +62,7 @@ class Cluster:
             before["metadata"]["managedFields"] = _owns_replicas(manager)
             return copy.deepcopy(before)
         obj = copy.deepcopy(manifest)
-        generation = (before["metadata"]["generation"] + (before["spec"] != obj["spec"])) if before else 1
+        generation = (before["metadata"]["generation"] + (before.get("spec") != obj.get("spec"))) if before else 1
         obj["metadata"]["generation"] = generation
         if obj["kind"] == "Deployment":
             owners = (before or {}).get("metadata", {}).get("managedFields") or []

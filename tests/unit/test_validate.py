@@ -206,5 +206,18 @@ def test_child_suffixes_are_the_ones_render_uses(make_target):
         children = {m["metadata"]["name"] for m in render_children(stable, canary)}
         suffixes |= {child.removeprefix(f"{name}-") for child in children if child != name}
         longest = max([longest, *map(len, children)])
-    assert suffixes == set(CHILD_SUFFIXES)
     assert longest == DNS_LABEL_MAX
+    # "-fallback" exists only with spec.traffic.fallback, which allows names up to FALLBACK_NAME_LENGTH.
+    from modeldeploy.api.validate import FALLBACK_NAME_LENGTH
+    from modeldeploy.render import Fallback
+    from modeldeploy.routing.router import NginxRouter
+
+    name = "f" * FALLBACK_NAME_LENGTH
+    simple = {"uri": "s3://models/simple", "format": "sklearn"}
+    stable = make_target(name=name, traffic={"provider": "router", "fallback": {"model": simple}})
+    fallback = Fallback(make_target(name=name, model=simple), 1, (502,), 10, "example/router:1", "cluster.local",
+                        provider=NginxRouter())
+    children = {m["metadata"]["name"] for m in render_children(stable, None, fallback)}
+    suffixes |= {child.removeprefix(f"{name}-") for child in children if child != name}
+    assert suffixes == set(CHILD_SUFFIXES)
+    assert max(map(len, children)) == DNS_LABEL_MAX

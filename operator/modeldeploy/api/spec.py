@@ -485,6 +485,38 @@ class RouterSettings(Model):
     )
 
 
+FALLBACK_STATUSES = (500, 502, 503, 504)
+
+
+class TrafficFallback(Model):
+    """A second model the router answers from when the serving variant fails: the previous
+    stable revision kept warm, or a separate (simpler) model. Provider router only; with it
+    the router stays in front of the main Service outside rollouts too."""
+
+    model_config = crd_rules(
+        cel("(has(self.previous) && self.previous ? 1 : 0) + (has(self.model) ? 1 : 0) == 1",
+            "set exactly one of previous: true or model"),
+        cel("!has(self.runtime) || has(self.model)", "runtime goes with model (previous runs its own recorded runtime)"),
+    )
+
+    previous: bool | None = Field(
+        default=None,
+        description="Fall back to the previous promoted revision (status.history), kept running; none until a second revision has been promoted.",
+    )
+    model: ModelSource | None = Field(default=None, description="Fall back to this model instead.")
+    runtime: RuntimeSpec | None = Field(default=None, description="The fallback model's runtime (default: chosen like spec.runtime).")
+    replicas: int = Field(default=1, ge=1, le=20, description="Pods of the fallback Deployment (NAME-fallback).")
+    statuses: list[Annotated[int, Field(ge=500, le=599)]] = Field(
+        default_factory=lambda: list(FALLBACK_STATUSES), min_length=1, max_length=16,
+        description="Answers of the serving variant that the fallback replaces. nginx answers 502 when the variant cannot "
+        "be reached and 504 when it times out, so those two cover dead pods and timeouts.",
+    )
+    timeout_seconds: int = Field(
+        default=10, ge=1, le=3600,
+        description="A serving variant that has not answered within this many seconds is a 504, answered by the fallback when 504 is in statuses.",
+    )
+
+
 class TrafficPolicy(Model):
     """How traffic is split between stable and canary."""
 
@@ -505,6 +537,7 @@ class TrafficPolicy(Model):
         description="A/B rules: a request matching any of them goes to the canary, whatever the weight.",
     )
     mirror: bool = Field(default=False, description="Copy every request to the canary; clients see stable's answers.")
+    fallback: TrafficFallback | None = Field(default=None, description=TrafficFallback.__doc__)
     gateway: GatewayReference | None = Field(
         default=None, description=f"{GatewayReference.__doc__} Required by, and only used with, provider gateway-api.",
     )

@@ -146,6 +146,23 @@ class DriftStatus(Model):
     drifting: bool | None = Field(default=None, description="score > threshold.")
 
 
+class FallbackStatus(Model):
+    """spec.traffic.fallback: what the router falls back to and how often it has."""
+
+    source: Literal["previous", "model"] | None = Field(default=None, description="previous: the revision promoted before stable; model: fallback.model.")
+    model: PassThrough | None = Field(default=None, description="The fallback's spec.model (absent: nothing to fall back to yet).")
+    revision: int | None = Field(default=None, description="source previous: the status.history number of the revision it runs.")
+    replicas: int | None = Field(default=None, description="Pods asked for (NAME-fallback).")
+    ready_replicas: int | None = Field(default=None, description="Pods with the model loaded.")
+    answered: int | None = Field(
+        default=None,
+        description="Requests the fallback answered because the serving variant failed, counted from its pods every 30 s "
+        "(the operator's modeldeploy_fallback_answers_total counts the same).",
+    )
+    last_answered_at: str | None = Field(default=None, description="When a read last found new fallback answers.")
+    message: str | None = Field(default=None, description="Why there is nothing to fall back to, when there is not.")
+
+
 class ModelDeploymentStatus(Model):
     """Observed state, written by the operator once per reconcile pass."""
 
@@ -177,6 +194,7 @@ class ModelDeploymentStatus(Model):
         default=None, description="The promoted {model, runtime}; a spec that differs starts a rollout."
     )
     drift: DriftStatus | None = Field(default=None, description=DriftStatus.__doc__)
+    fallback: FallbackStatus | None = Field(default=None, description=FallbackStatus.__doc__)
     history: list[PromotedRevision] | None = Field(
         default=None, max_length=HISTORY_KEPT,
         description=f"The last (up to {HISTORY_KEPT}) revisions that became stable, oldest first; the last is status.stable.",

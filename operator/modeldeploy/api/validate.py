@@ -35,10 +35,13 @@ SUPPORTED_SCHEMES = ("s3", "gs", "http", "https", "pvc", "hf")
 # The suffixes of child names ("<name>-<suffix>"; the Service is "<name>"), as
 # render/names.py builds them (render.names.STABLE, CANARY, render.router.ROUTER); the api
 # layer sits below render, so they are spelled here and a unit test checks both agree.
-CHILD_SUFFIXES = ("stable", "canary", "router")
-# Every child name must stay a DNS-1035 label of at most 63 characters.
+CHILD_SUFFIXES = ("stable", "canary", "router", "fallback")
+# Every child name must stay a DNS-1035 label of at most 63 characters. "-fallback" exists only
+# with spec.traffic.fallback, which checks the longer name itself (FALLBACK_NAME_LENGTH), so
+# names that fitted before the fallback existed still fit.
 DNS_LABEL_MAX = 63
-MAX_NAME_LENGTH = DNS_LABEL_MAX - 1 - max(len(s) for s in CHILD_SUFFIXES)
+MAX_NAME_LENGTH = DNS_LABEL_MAX - 1 - max(len(s) for s in CHILD_SUFFIXES if s != "fallback")
+FALLBACK_NAME_LENGTH = DNS_LABEL_MAX - 1 - len("fallback")
 _DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 USE_SECRET = "put the credentials in a Secret and name it in spec.model.secretName"
 READINESS_PATHS = {"v2": "/v2/health/ready", "v1": "/v1/models/{name}", "http": "/"}
@@ -100,6 +103,7 @@ def validate(
     runtime, runtime_problems = _resolve_runtime(name, parsed, registry)
     problems += runtime_problems
     problems += _check_canary(name, parsed, registry, problems)
+    problems += _check_fallback(name, parsed, registry)
     if problems or runtime is None:
         return None, problems
     return Validated(parsed, runtime), []
@@ -374,6 +378,36 @@ def _check_canary(name: str, spec: ModelDeploymentSpec, registry: RuntimeRegistr
     # The canary's own URI is checked on its own: the same message as stable's is not a repeat.
     uri = [Problem("spec.canary.model.uri", p.message) for p in _check_uri(canary.model.uri)] if canary.model else []
     return uri + [_in_canary(p, overridden) for p in problems if p not in known]
+
+
+def _check_fallback(name: str, spec: ModelDeploymentSpec, registry: RuntimeRegistry) -> list[Problem]:
+    """spec.traffic.fallback: the router answers from it, so it needs provider router; its
+    model must be servable like stable's (checked under its own field names) and the longer
+    child name must fit."""
+    fallback = spec.traffic.fallback if spec.traffic else None
+    if fallback is None:
+        return []
+    field = "spec.traffic.fallback"
+    problems = []
+    # The CRD's CEL rules say the same; a spec that reached the operator some other way is checked here.
+    if bool(fallback.previous) == (fallback.model is not None):
+        problems.append(Problem(field, "set exactly one of previous: true or model"))
+    if fallback.runtime is not None and fallback.model is None:
+        problems.append(Problem(field, "runtime goes with model (previous runs its own recorded runtime)"))
+    if spec.traffic.provider != "router":  # type: ignore[union-attr]
+        problems.append(Problem(field, (
+            f"the router answers from the fallback, so it needs provider router, not {spec.traffic.provider!r}"  # type: ignore[union-attr]
+        )))
+    if len(name) > FALLBACK_NAME_LENGTH:
+        problems.append(Problem(field, (
+            f"needs a name of at most {FALLBACK_NAME_LENGTH} characters (its Deployment is {name}-fallback), got {len(name)}"
+        )))
+    if fallback.model is not None:
+        problems += [Problem(f"{field}.model.uri", p.message) for p in _check_uri(fallback.model.uri)]
+        own = spec.model_copy(update={"model": fallback.model, "runtime": fallback.runtime or spec.runtime})
+        for p in _resolve_runtime(name, own, registry)[1]:
+            problems.append(Problem(field + "." + p.field.removeprefix("spec."), p.message))
+    return problems
 
 
 def _in_canary(problem: Problem, overridden: set[str]) -> Problem:

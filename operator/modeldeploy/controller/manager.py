@@ -31,7 +31,9 @@ from ..config import DEFAULT_WORKERS, OperatorConfig
 from ..k8s import ApiError, Kube
 from ..analysis.agreement import Joins
 from ..k8s.notify import Notifier
-from ..progress import Windows, drift_watched, feedback_watched, stable_pods, tick, watch_drift, watch_feedback
+from ..progress import (
+    Windows, drift_watched, fallback_watched, feedback_watched, stable_pods, tick, watch_drift, watch_fallback, watch_feedback,
+)
 from ..reconcile import ReconcileError, reconcile
 from ..render import labels
 from ..rollout.plan import ACTIVE
@@ -45,7 +47,8 @@ log = logging.getLogger(__name__)
 # How often a running rollout is looked at; analysis intervals (>= 10 s) are measured in ticks.
 TICK_SECONDS = 2.0
 # How often stable's drift (spec.monitoring.drift, maxDrift) and labelled predictions
-# (spec.monitoring.feedback) are read from its pods outside the rollout ticks.
+# (spec.monitoring.feedback) are read from its pods outside the rollout ticks, and the
+# fallback's answers (spec.traffic.fallback) from the fallback's pods.
 DRIFT_SECONDS = 30.0
 RESYNC_SECONDS = 300.0
 REGISTRY_POLL_SECONDS = 5.0
@@ -85,6 +88,7 @@ class Operator:
         self._clock = clock
         self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
         self._drift_read: dict[Key, float] = {}  # when each stable's drift (and labels) were last read
+        self._fallback_texts: dict[Key, dict[str, str]] = {}  # each fallback's pods' /metrics at the last read
         self._joins: dict[Key, Joins] = {}  # stable's predictions and labels read outside rollouts
         self._seen: set[Key] = set()  # the keys with a successful pass since the start
         self._resync = resync
@@ -166,6 +170,7 @@ class Operator:
             with self._guard:
                 self._ticked.pop(key, None)
                 self._drift_read.pop(key, None)
+                self._fallback_texts.pop(key, None)
                 self._joins.pop(key, None)
                 self._seen.discard(key)
                 self._changes.pop(key, None)
@@ -194,8 +199,9 @@ class Operator:
         spec = body.get("spec") or {}
         feedback = feedback_watched(spec) and not rolling_out(body.get("status") or {})
         settings = drift_watched(spec)
-        watched = settings is not None or feedback
-        drift = None
+        fallback = fallback_watched(spec)
+        watched = settings is not None or feedback or fallback
+        drift = answered = None
         if watched:
             with self._guard:
                 last_read = self._drift_read.get(key)
@@ -207,10 +213,18 @@ class Operator:
                     with self._guard:
                         joins = self._joins.setdefault(key, Joins())
                     self.telemetry.labelled(key, watch_feedback(stable, joins))
+                if fallback:
+                    with self._guard:
+                        before = self._fallback_texts.get(key)
+                    answered, texts = watch_fallback(self.client, body, before)
+                    with self._guard:
+                        self._fallback_texts[key] = texts
+                    if answered:
+                        self.telemetry.fallback(key, answered)
                 with self._guard:
                     self._drift_read[key] = now
         status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered, drift=drift,
-                           notifier=self.notifier)
+                           answered=answered, notifier=self.notifier)
         self.telemetry.update(key, status)
         with self._guard:
             self._clean[key] = (changes, now) if full else clean  # type: ignore[assignment]

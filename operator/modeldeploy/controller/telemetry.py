@@ -30,6 +30,10 @@ VERDICTS = Counter("modeldeploy_analysis_verdicts", "Analysis verdicts of canari
 # with the variant's prediction; accuracy = right / (right + wrong) over any window in PromQL.
 LABELLED = Counter("modeldeploy_labelled_rows",
                    "Predicted rows joined with their true label, by variant and right|wrong", ["namespace", "name", "variant", "outcome"])
+# Requests the router passed to spec.traffic.fallback because the serving variant failed,
+# counted from the fallback pods' answers (read every 30 s).
+FALLBACK = Counter("modeldeploy_fallback_answers",
+                   "Requests answered by a ModelDeployment's fallback variant (spec.traffic.fallback)", ["namespace", "name"])
 _WEIGHTS = (("desired", "desiredWeight"), ("applied", "appliedWeight"), ("effective", "effectiveWeight"))
 
 # The ModelDeployment the current thread's pass is about.
@@ -69,6 +73,10 @@ class Telemetry:
             LABELLED.labels(key[0], key[1], variant, "right").inc(right)
             LABELLED.labels(key[0], key[1], variant, "wrong").inc(rows - right)
 
+    def fallback(self, key: Key, answered: int) -> None:
+        """The fallback's pods answered ``answered`` requests since the last call."""
+        FALLBACK.labels(key[0], key[1]).inc(answered)
+
     def forget(self, key: Key) -> None:
         """The ModelDeployment is gone."""
         with self._lock:
@@ -80,6 +88,10 @@ class Telemetry:
                 WEIGHT.remove(key[0], key[1], label)
             except KeyError:
                 pass
+        try:
+            FALLBACK.remove(key[0], key[1])
+        except KeyError:
+            pass
         for variant in ("stable", "canary"):
             for outcome in ("right", "wrong"):
                 try:

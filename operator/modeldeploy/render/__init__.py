@@ -9,6 +9,7 @@ from typing import Any
 
 from .canary import Canary, render_canary_children
 from .deployment import render_deployment
+from .fallback import Fallback, render_fallback_variant
 from .scaling import render_hpa, render_pdb
 from .service import render_service
 from .target import Target
@@ -32,15 +33,21 @@ MANAGED_KINDS = (
 )
 
 
-def render_children(target: Target, canary: Canary | None = None) -> list[dict[str, Any]]:
+def render_children(target: Target, canary: Canary | None = None, fallback: Fallback | None = None) -> list[dict[str, Any]]:
     """All children, in apply order: the Deployment first, then what refers to it.
 
     With a canary, its provider's objects come last; one with the kind and name of an
     earlier child replaces it at the later place (the router's main Service is applied
-    after the router it points at)."""
+    after the router it points at). With a fallback (spec.traffic.fallback), its variant
+    comes before the router that routes to it: the canary's router when a rollout runs,
+    else the router alone in front of stable."""
     children = [render_deployment(target), render_service(target), render_hpa(target), render_pdb(target)]
+    if fallback is not None:
+        children += render_fallback_variant(fallback)
     if canary is not None:
         children += render_canary_children(target, canary)
+    elif fallback is not None:
+        children += fallback.provider.render_front(target, fallback)
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for child in children:
         if child is not None:
@@ -51,6 +58,6 @@ def render_children(target: Target, canary: Canary | None = None) -> list[dict[s
 
 
 __all__ = [
-    "MANAGED_KINDS", "ROUTE_KINDS", "Canary", "Target", "render_children", "render_deployment", "render_hpa",
+    "MANAGED_KINDS", "ROUTE_KINDS", "Canary", "Fallback", "Target", "render_children", "render_deployment", "render_hpa",
     "render_pdb", "render_service",
 ]

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from ..api.traffic import COOKIE, HEADER, Match, Split
 from . import names
 from .deployment import render_deployment
+from .fallback import Fallback
 from .scaling import canary_replicas, held_min, render_hpa
 from .target import Target
 
@@ -34,7 +35,8 @@ class Canary:
     provider: the traffic provider that renders the split (routing.registry.provider_for);
     router_available: the main Service may select the router (observed; router only:
     routing.router.keep_service_on_router); replicas: spec.canary.replicas;
-    running_replicas: what the variants are sized from under autoscaling.
+    running_replicas: what the variants are sized from under autoscaling; fallback:
+    spec.traffic.fallback, which the router also routes to (router provider only).
     """
 
     target: Target
@@ -49,6 +51,7 @@ class Canary:
     # The stable Deployment's spec.replicas as observed (set by its HPA); None: unknown, and
     # the variants are sized from the spec (with autoscaling, minReplicas) as before.
     running_replicas: int | None = None
+    fallback: Fallback | None = None
     provider: RendersSplit = field(kw_only=True)
 
     @property

@@ -2,6 +2,7 @@
 
 STABLE = "stable"
 CANARY = "canary"
+FALLBACK = "fallback"  # spec.traffic.fallback's variant
 
 
 def service(md_name: str) -> str:

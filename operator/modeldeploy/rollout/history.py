@@ -68,3 +68,16 @@ def undo_target(
         if variant_of(item) != wanted:
             return item
     return None
+
+
+def previous_entry(history: Sequence[Mapping[str, Any]], stable: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The revision promoted before the ``stable`` one (status.stable): the newest history
+    entry whose {model, runtime} differ from it, which spec.traffic.fallback's `previous`
+    keeps running. None before a second revision was promoted."""
+    if stable is None:
+        return None
+    serving = variant_of(stable)
+    for item in reversed(history):
+        if variant_of(item) != serving:
+            return item
+    return None

@@ -12,6 +12,14 @@ percentage statistically, not per connection, and a retried request with the sam
 lands on the same variant.
 https://nginx.org/en/docs/http/ngx_http_split_clients_module.html
 https://nginx.org/en/docs/http/ngx_http_mirror_module.html
+
+Fallback (spec.traffic.fallback): the variant's answers whose status is listed, its
+unreachable upstream (502) and its timeout (504) are intercepted and the request is passed,
+body and method unchanged, to the fallback variant's Service in a named location; the client
+sees which variant answered in X-Modeldeploy-Variant ("fallback") and which one failed in
+X-Modeldeploy-Fallback-From.
+https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_intercept_errors
+https://nginx.org/en/docs/http/ngx_http_core_module.html#error_page
 """
 
 from __future__ import annotations
@@ -41,11 +49,16 @@ from .shares import COOKIE, HEADER_NAME, UPSTREAM_HOST, Match, ObjectRef, Observ
 if TYPE_CHECKING:
     from ..api.spec import ModelDeploymentSpec
     from ..render.canary import Canary
+    from ..render.fallback import Fallback
     from ..render.target import Target
 
 TEMPLATE = "nginx.conf.j2"
 STABLE = "stable"
 CANARY = "canary"
+FALLBACK = names.FALLBACK
+FALLBACK_FROM_HEADER = "X-Modeldeploy-Fallback-From"
+# How long the fallback itself may take: it is the last resort, so nginx's usual minute.
+FALLBACK_READ_TIMEOUT_SECONDS = 60
 VARIANT_HEADER = "X-Modeldeploy-Variant"
 ROUTE_HEADER = "X-Modeldeploy-Route"
 
@@ -60,6 +73,9 @@ class Route:
     canary whatever the split says.
     mirror: every request is copied to the canary; the client only ever sees stable's
     answer. Exclusive with weight > 0 and matches, whose answers the client would see.
+    fallback: the upstream that answers instead when the variant's answer has a status in
+    fallback_statuses (nginx's own 502 for an unreachable variant and 504 for one slower than
+    read_timeout_seconds included).
     """
 
     stable: str
@@ -67,6 +83,8 @@ class Route:
     weight: int = 0
     matches: tuple[Match, ...] = ()
     mirror: bool = False
+    fallback: str | None = None
+    fallback_statuses: tuple[int, ...] = ()
     port: int = 8080
     address: str | None = None  # listen address; None listens on every interface
     request_id_header: str = "X-Request-Id"
@@ -97,6 +115,12 @@ def _problems(route: Route) -> list[str]:
     problems.append(_upstream_problem("stable", route.stable) or "")
     if route.canary is not None:
         problems.append(_upstream_problem("canary", route.canary) or "")
+    if route.fallback is not None:
+        problems.append(_upstream_problem("fallback", route.fallback) or "")
+        if not route.fallback_statuses or any(not 500 <= code <= 599 for code in route.fallback_statuses):
+            problems.append(f"fallback_statuses must be 5xx codes, at least one, got {list(route.fallback_statuses)}")
+    elif route.fallback_statuses:
+        problems.append("fallback_statuses need a fallback upstream")
     if isinstance(route.weight, bool) or not isinstance(route.weight, int) or not 0 <= route.weight <= 100:
         problems.append(f"weight must be an integer 0-100, got {route.weight!r}")
     if route.canary is None and (route.weight or route.matches or route.mirror):
@@ -198,19 +222,31 @@ def render_nginx_conf(route: Route) -> str:
         matches=matches,
         stable=STABLE,
         canary=CANARY,
+        fallback=FALLBACK,
+        fallback_statuses=" ".join(str(code) for code in sorted(set(route.fallback_statuses))),
+        fallback_read_timeout=FALLBACK_READ_TIMEOUT_SECONDS,
         variant_header=VARIANT_HEADER,
+        fallback_from_header=FALLBACK_FROM_HEADER,
         route_header=ROUTE_HEADER,
     )
 
 
-def router_route(target: Target, cluster_domain: str, split: Split) -> Route:
-    """The Route for `split` between this ModelDeployment's stable and canary variant Services."""
+def router_route(
+    target: Target, cluster_domain: str, split: Split, fallback: Fallback | None = None, canary: bool = True,
+) -> Route:
+    """The Route for `split` between this ModelDeployment's stable and canary variant Services
+    (``canary=False``: stable alone, no rollout running), with the fallback variant's Service
+    behind them when there is one to fall back to."""
     def upstream(variant: str) -> str:
         return f"{names.variant(target.name, variant)}.{target.namespace}.svc.{cluster_domain}:{SERVICE_PORT}"
 
+    backup = fallback if fallback is not None and fallback.target is not None else None
     return Route(
-        stable=upstream(names.STABLE), canary=upstream(names.CANARY), weight=split.weight,
+        stable=upstream(names.STABLE), canary=upstream(names.CANARY) if canary else None, weight=split.weight,
         matches=split.matches, mirror=split.mirror, port=ROUTER_PORT,
+        fallback=upstream(FALLBACK) if backup else None,
+        fallback_statuses=tuple(backup.statuses) if backup else (),
+        read_timeout_seconds=backup.timeout_seconds if backup else Route.read_timeout_seconds,
     )
 
 
@@ -235,11 +271,13 @@ def service_on_router(name: str, service: Mapping[str, Any] | None) -> bool:
 def keep_service_on_router(
     name: str, router: Mapping[str, Any] | None, service: Mapping[str, Any] | None, retiring: bool = False,
 ) -> bool:
-    """Canary.router_available for this pass, from the observed router Deployment and main
-    Service: the Service moves to the router once a router pod is available and, while the
-    rollout runs, stays there even when none is for a moment (a restart, a drain): moving it
-    back to stable would switch every client between variants twice. It returns to stable
-    when the rollout retires, or when the router Deployment is gone."""
+    """Canary.router_available (and Fallback.router_available) for this pass, from the
+    observed router Deployment and main Service: the Service moves to the router once a
+    router pod is available and, while the rollout runs (or a fallback is set), stays there
+    even when none is for a moment (a restart, a drain): moving it back to stable would
+    switch every client between variants twice. It returns to stable when the rollout
+    retires (the caller passes retiring=False when a fallback keeps the router), or when
+    the router Deployment is gone."""
     if retiring or router is None:
         return False
     return router_available(router) or service_on_router(name, service)
@@ -258,17 +296,28 @@ class NginxRouter:
     capabilities = CAPABILITIES[ROUTER]
 
     def render(self, stable: Target, canary: Canary) -> list[dict[str, Any]]:
-        route = router_route(stable, canary.cluster_domain, canary.split.routed)
+        route = router_route(stable, canary.cluster_domain, canary.split.routed, canary.fallback)
+        return self._front(
+            stable, route, canary.router_image, canary.router_available, split_key(canary.split), (names.CANARY,),
+        )
+
+    def render_front(self, stable: Target, fallback: Fallback) -> list[dict[str, Any]]:
+        """Outside rollouts, with spec.traffic.fallback: the router in front of stable alone."""
+        route = router_route(stable, fallback.cluster_domain, Split(0), fallback, canary=False)
+        return self._front(stable, route, fallback.router_image, fallback.router_available, split_key(Split(0)))
+
+    @staticmethod
+    def _front(
+        stable: Target, route: Route, image: str, available: bool, split: str, variants: tuple[str, ...] = (),
+    ) -> list[dict[str, Any]]:
+        """Stable's (and `variants`') variant Services, the router serving `route`, and the
+        main Service, on the router pods once one is available."""
         service = render_service(stable)
-        if canary.router_available:
+        if available:
             service["spec"]["selector"] = labels.selector(stable.name, ROUTER)
         return [
-            render_variant_service(stable, names.STABLE),
-            render_variant_service(stable, names.CANARY),
-            *render_router(
-                stable, render_nginx_conf(route), route.fingerprint(), canary.router_image,
-                router_replicas(stable), split_key(canary.split),
-            ),
+            *(render_variant_service(stable, variant) for variant in (names.STABLE, *variants)),
+            *render_router(stable, render_nginx_conf(route), route.fingerprint(), image, router_replicas(stable), split),
             service,
         ]
 
