@@ -342,6 +342,18 @@ start_proxy() {
   wait_daemon kube-proxy 60 curl -fsS --max-time 2 http://127.0.0.1:10256/healthz
 }
 
+# kube-proxy refuses connections to a Service without ready endpoints (a REJECT in the filter
+# chain KUBE-SERVICES, jumped to from FORWARD), but the CNI firewall plugin's per-pod ACCEPT
+# comes first in FORWARD, so a pod's connection to such a Service was let through to the
+# default route, where whatever answers there (this machine's egress proxy answers HTTP 404)
+# answered for the Service. One jump at the top of FORWARD puts kube-proxy's verdict first,
+# as on a cluster without that plugin. Idempotent: cluster-up on a running cluster checks it.
+reject_before_cni_accepts() {
+  iptables -w -N KUBE-SERVICES 2>/dev/null || true
+  local rule=(-m conntrack --ctstate NEW -m comment --comment "modeldeploy: kube-proxy rejects before CNI accepts" -j KUBE-SERVICES)
+  iptables -w -C FORWARD "${rule[@]}" 2>/dev/null || iptables -w -I FORWARD 1 "${rule[@]}"
+}
+
 # The Available condition is no use here: with one replica and maxUnavailable 1 it is True
 # before any pod is ready.
 coredns_available() {
@@ -396,6 +408,7 @@ main() {
   exec 9>"$STATE/.lock"
   flock 9
   if cluster_healthy; then
+    reject_before_cni_accepts
     log "cluster already up (nothing to do; $(since "$START"))"
     print_usage
     exit 0
@@ -413,7 +426,7 @@ main() {
   t=$SECONDS; start_controllers; log "controller-manager and scheduler ready in $(since "$t")"
   t=$SECONDS; start_containerd; log "containerd ready in $(since "$t")"
   t=$SECONDS; start_kubelet "$ip"; log "kubelet up, node $NODE_NAME Ready in $(since "$t")"
-  t=$SECONDS; start_proxy; log "kube-proxy ready in $(since "$t")"
+  t=$SECONDS; start_proxy; reject_before_cni_accepts; log "kube-proxy ready in $(since "$t")"
   t=$SECONDS; deploy_coredns; log "CoreDNS available in $(since "$t")"
   log "cluster started in $(since "$START") (node $NODE_NAME, $ip; logs in $LOG_DIR)"
   print_usage

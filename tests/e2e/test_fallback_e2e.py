@@ -1,0 +1,96 @@
+"""spec.traffic.fallback on the real cluster: the router answers from the fallback when the
+serving variant fails, so clients see no failed request.
+
+v1 is rolled out to v2, after which v1 keeps running as NAME-fallback; stable's
+  pods are killed under a steady stream of requests through the main Service: 0 of them
+  fail, those stable could not answer come from the fallback, and status.fallback counts
+  exactly as many as the clients saw.
+
+The operator is installed from manifests; iris models trained here come from the in-cluster
+S3 server; requests go from this host to the ModelDeployments' Services.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from modeldeploy.k8s import Kube
+from modeldeploy.render import labels
+from monitoring_support import create, patch
+from rollout_support import Probe, iris_objects, model, rollout
+from support import ROOT, deploy_s3, service_url, wait_condition, wait_for
+
+pytestmark = [pytest.mark.monitoring, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def s3(kube: Kube, kube_api, namespace: str) -> str:
+    return deploy_s3(kube, kube_api, namespace, iris_objects())
+
+
+def on_router(kube: Kube, namespace: str, name: str) -> bool:
+    service = kube.get("v1", "Service", namespace, name) or {}
+    return (service.get("spec") or {}).get("selector") == labels.selector(name, "router")
+
+
+def fallback_events(kube: Kube, namespace: str, name: str) -> list[dict]:
+    return [e for e in kube.list("v1", "Event", namespace, {})
+            if e["involvedObject"].get("name") == name and e["reason"] == "FallbackAnswered"]
+
+
+def test_killing_stables_pods_fails_no_request_the_previous_revision_answers(kube: Kube, namespace: str, installed_operator, s3: str) -> None:
+    name = "prev"
+    traffic = {"provider": "router", "router": {"replicas": 1}, "fallback": {"previous": True, "timeoutSeconds": 3}}
+    create(kube, namespace, name, {"model": model("v1", s3), "replicas": 1, "traffic": traffic,
+                                   "rollout": {"steps": [{"setWeight": 50}, {"pause": {"duration": "5s"}}]}})
+    wait_condition(kube, namespace, name, "Ready", "True", timeout=300)
+    status = wait_for(lambda: (s := rollout(kube, namespace, name)).get("fallback") and s, 60, what="status.fallback")
+    assert "no previous revision yet" in status["fallback"]["message"]
+    wait_for(lambda: on_router(kube, namespace, name), 60, what="the main Service on the router outside a rollout")
+    url = service_url(kube, namespace, name)
+
+    patch(kube, namespace, name, {"spec": {"model": model("v2", s3)}})
+    wait_for(lambda: (rollout(kube, namespace, name).get("rollout") or {}).get("phase") == "Succeeded", 300,
+             what="the v2 rollout succeeded")
+    fallback = wait_for(lambda: (f := rollout(kube, namespace, name).get("fallback") or {}).get("readyReplicas") == 1 and f,
+                        300, what="the fallback running v1")
+    assert (fallback["source"], fallback["revision"], fallback["model"]["version"]) == ("previous", 1, "v1")
+    # The rollout retired (its canary gone), and the router still fronts the Service.
+    wait_for(lambda: kube.get("apps/v1", "Deployment", namespace, f"{name}-canary") is None, 120, what="the canary pruned")
+    assert on_router(kube, namespace, name)
+    assert kube.get("apps/v1", "Deployment", namespace, f"{name}-router") is not None
+    fallback_pod = kube.list("v1", "Pod", namespace, labels.selector(name, "fallback"))[0]
+    assert fallback_pod["metadata"]["annotations"][labels.MODEL_VERSION] == "v1"
+    assert {p["metadata"]["annotations"][labels.MODEL_VERSION] for p in kube.list("v1", "Pod", namespace, labels.selector(name))} == {"v2"}
+
+    probe = Probe(url, name)
+    try:
+        wait_for(lambda: probe.variants.get("stable", 0) >= 20, 60, what="20 answers from stable")
+        subprocess.run(["bash", str(ROOT / "hack" / "kubectl.sh"), "delete", "pod", "-n", namespace, "-l",
+                        f"{labels.DEPLOYMENT}={name},{labels.VARIANT}=stable", "--grace-period=0", "--force"],
+                       check=True, capture_output=True, timeout=60)
+        try:
+            wait_for(lambda: probe.variants.get("fallback", 0) >= 5, 60, what="answers from the fallback")
+        except AssertionError as err:
+            config = (kube.get("v1", "ConfigMap", namespace, f"{name}-router") or {}).get("data", {}).get("nginx.conf", "")
+            pods = [(p["metadata"]["name"], (p.get("status") or {}).get("phase"), p["metadata"].get("annotations"))
+                    for p in kube.list("v1", "Pod", namespace, {labels.DEPLOYMENT: name})]
+            raise AssertionError(f"{err}\nprobe: sent {probe.sent}, {probe.variants}, failed {len(probe.failed)} {probe.failed[:5]}\n"
+                                 f"router config has @fallback: {'@fallback' in config}\npods: {pods}") from None
+        wait_condition(kube, namespace, name, "Available", "True", timeout=300)
+        before = probe.variants.get("stable", 0)
+        wait_for(lambda: probe.variants.get("stable", 0) >= before + 20, 120, what="stable answering again")
+    finally:
+        probe.stop()
+    assert probe.failed == [], f"{len(probe.failed)} of {probe.sent} failed: {probe.failed[:10]}"
+    answered = probe.variants["fallback"]
+    assert set(probe.variants) == {"stable", "fallback"}, probe.variants
+
+    # Counted from the fallback's pods: exactly the requests the clients saw it answer.
+    last = wait_for(lambda: (f := rollout(kube, namespace, name)["fallback"])["answered"] >= answered and f, 120,
+                    what=f"status.fallback.answered reaching {answered}")
+    assert last["answered"] == answered and last["lastAnsweredAt"]
+    [event, *_] = wait_for(lambda: fallback_events(kube, namespace, name), 60, what="a FallbackAnswered event")
+    assert event["type"] == "Warning" and "revision 1" in event["message"]
