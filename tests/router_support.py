@@ -14,7 +14,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,21 @@ def request(port: int, path: str = "/", headers: dict[str, str] | None = None, b
     finally:
         if own:
             conn.close()
+
+
+@contextmanager
+def local_routers() -> Iterator[Callable[..., Router]]:
+    """``start(**fields)``: nginx serving Route(**fields) on 127.0.0.1 (a free port, one
+    worker), once it answers; every router started is stopped on leaving."""
+    started: list[Router] = []
+
+    def start(**fields: object) -> Router:
+        router = Router(Route(address="127.0.0.1", port=free_port(), workers=1, **fields))  # type: ignore[arg-type]
+        started.append(router)
+        return router
+
+    try:
+        yield start
+    finally:
+        for router in started:
+            router.stop()

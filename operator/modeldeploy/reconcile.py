@@ -177,7 +177,8 @@ def _canary(
     weight = variants.state.weight if variants.state is not None and not retiring else 0
     return Canary(
         target, weight, config.router_image, config.cluster_domain,
-        router_available=_router_available(kube, stable, retiring and fallback is None),
+        # A fallback keeps the router in front, retiring or not: what it observed is the answer.
+        router_available=fallback.router_available if fallback is not None else _router_available(kube, stable, retiring),
         matches=matches, mirror=mirror, replicas=variants.canary_replicas, fallback=fallback,
         running_replicas=running_replicas(stable_dep),
         canary_ready_pods=int(((canary_pods or {}).get("status") or {}).get("readyReplicas") or 0),

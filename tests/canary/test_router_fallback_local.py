@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from modeldeploy.routing.router import FALLBACK_FROM_HEADER, VARIANT_HEADER, Route, render_nginx_conf
-from router_support import NGINX, Backend, Router, free_port, request, require_nginx
+from router_support import NGINX, Backend, Router, free_port, local_routers, request, require_nginx
 
 pytestmark = [pytest.mark.monitoring, pytest.mark.e2e]
 
@@ -35,18 +35,9 @@ def backends() -> Iterator[dict[str, Backend]]:
 
 @pytest.fixture
 def start_router() -> Iterator[Callable[..., Router]]:
-    started: list[Router] = []
-
-    def start(stable: str, fallback: str, canary: str | None = None, **fields: object) -> Router:
-        route = Route(stable=stable, canary=canary, fallback=fallback, address="127.0.0.1", port=free_port(), workers=1,
-                      **{"fallback_statuses": (500, 502, 503, 504), **fields})
-        router = Router(route)
-        started.append(router)
-        return router
-
-    yield start
-    for router in started:
-        router.stop()
+    with local_routers() as start:
+        yield lambda stable, fallback, canary=None, **fields: start(
+            stable=stable, canary=canary, fallback=fallback, **{"fallback_statuses": (500, 502, 503, 504), **fields})
 
 
 def infer(router: Router, request_id: str, body: bytes = BODY) -> tuple[int, dict[str, str], bytes]:

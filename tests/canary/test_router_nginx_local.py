@@ -19,7 +19,7 @@ import pytest
 from modeldeploy.routing.router import Match, Route, render_nginx_conf
 from modeldeploy.routing.shares import COOKIE
 from modeldeploy.routing.router import ROUTE_HEADER, VARIANT_HEADER
-from router_support import NGINX, Backend, Router, free_port, request, require_nginx, wait_for
+from router_support import NGINX, Backend, Router, local_routers, request, require_nginx, wait_for
 
 pytestmark = [pytest.mark.canary, pytest.mark.e2e]
 
@@ -61,18 +61,8 @@ def backends() -> Iterator[tuple[Backend, Backend]]:
 
 @pytest.fixture
 def start_router() -> Iterator[Callable[..., Router]]:
-    started: list[Router] = []
-
-    def start(stable: Backend, canary: Backend | None, **fields: object) -> Router:
-        route = Route(stable=stable.address, canary=canary.address if canary else None,
-                      address="127.0.0.1", port=free_port(), workers=1, **fields)
-        router = Router(route)
-        started.append(router)
-        return router
-
-    yield start
-    for router in started:
-        router.stop()
+    with local_routers() as start:
+        yield lambda stable, canary, **fields: start(stable=stable.address, canary=canary.address if canary else None, **fields)
 
 
 IDS = [f"req-{i:05d}" for i in range(2000)]  # fixed ids: the hash split is deterministic for them
