@@ -65,9 +65,12 @@ def monitoring_objects() -> dict[str, bytes]:
     - iris/wrong: trained on rotated labels ((y + 1) % 3): it loads and answers, and
       disagrees with v1 (and with the truth) on nearly every row;
     - iris/elsewhere: v2 with the profile of inputs three times as large, so live iris
-      inputs drift against it."""
+      inputs drift against it;
+    - iris/regress-v1, -v2, -high: regressors (no profile) of the class number from the four
+      features: v1 LinearRegression, v2 Ridge(alpha 0.1) (nearly the same values), high the
+      LinearRegression of the class number plus 1.5 (every value 1.5 higher)."""
     import joblib
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
     X, y = iris()
     objects: dict[str, bytes] = {}
@@ -77,6 +80,11 @@ def monitoring_objects() -> dict[str, bytes]:
         joblib.dump(model, out)
         objects[f"iris/{key}/model.joblib"] = out.getvalue()
         objects[f"iris/{key}/profile.json"] = profile_json(profile_x, model.predict(profile_x))
+    for key, regressor, target in (("regress-v1", LinearRegression(), y), ("regress-v2", Ridge(alpha=0.1), y),
+                                   ("regress-high", LinearRegression(), y + 1.5)):
+        out = io.BytesIO()
+        joblib.dump(regressor.fit(X, target.astype(float)), out)
+        objects[f"iris/{key}/model.joblib"] = out.getvalue()
     return objects
 
 

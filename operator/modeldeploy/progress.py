@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from .analysis.prometheus import variables
 from .analysis.agreement import Joins, judge_accuracy, judge_agreement, labelled
-from .analysis.quality import drift_summary, judge_drift, output_delta, parse_quality
+from .analysis.quality import Served, drift_summary, judge_drift, output_delta, parse_quality
 from .analysis.window import Measure, Scrape, judge, measure
 from .api.annotations import PROMOTE, PROMOTE_FULL
 from .api.runtimes import RuntimeRegistry
@@ -166,10 +166,11 @@ def tick(
                     query_checks(analysis.prometheus_url, analysis.prometheus_checks, variables(name, namespace, analysis.interval))
                     if analysis.prometheus_url and analysis.prometheus_checks else []
                 )
-                if analysis.max_drift is not None:
-                    queries.append(drift_gate(spec, window.opened, scrape, name))
                 if window.joins is not None:
                     read_joins(window.joins, (stable_pods, _port(stable_dep)), (canary_pods, _port(canary_dep)))
+                if analysis.max_drift is not None:
+                    queries.append(drift_gate(spec, window.opened, scrape, name, window.joins))
+                if window.joins is not None:
                     rows = labelled(window.joins, analysis.agreement_tolerance)
                     if analysis.min_agreement is not None:
                         queries.append(judge_agreement(window.joins, analysis.min_agreement, analysis.agreement_tolerance, analysis.min_requests))
@@ -211,15 +212,18 @@ def read_joins(joins: Joins, stable: Pods, canary: Pods) -> None:
                 joins.add(ring, variant, pod, page)
 
 
-def drift_gate(spec: ModelDeploymentSpec, opened: Scrape, closed: Scrape, model: str) -> QueryResult:
-    """analysis.maxDrift over the window between two scrapes (analysis/quality.py)."""
+def drift_gate(spec: ModelDeploymentSpec, opened: Scrape, closed: Scrape, model: str, joins: Joins | None = None) -> QueryResult:
+    """analysis.maxDrift over the window between two scrapes (analysis/quality.py), with the
+    values each variant served over it when the prediction rings were read into ``joins``."""
     drift = (spec.monitoring.drift if spec.monitoring else None) or DriftMonitoring()
     assert spec.rollout is not None and spec.rollout.analysis is not None and spec.rollout.analysis.max_drift is not None
+    served = (Served(joins.output, joins.served.get("canary", []), joins.served.get("stable", []))
+              if joins is not None else None)
     try:
         return judge_drift(
             [parse_quality(text, model) for text in closed.canary.values()],
             output_delta(opened.canary, closed.canary, model), output_delta(opened.stable, closed.stable, model),
-            drift.metric, spec.rollout.analysis.max_drift, drift.min_samples,
+            drift.metric, spec.rollout.analysis.max_drift, drift.min_samples, served,
         )
     except MetricsError as err:
         return QueryResult("drift", Outcome.INCONCLUSIVE, None, f"drift not measurable: {err}")

@@ -1,11 +1,12 @@
 """Canaries judged on what they predict, on the real cluster: shadow agreement on mirrored
-traffic (analysis.minAgreement) and accuracy against ground truth sent to
-POST /v2/models/NAME/feedback (analysis.minAccuracy).
+traffic (analysis.minAgreement), accuracy against ground truth sent to
+POST /v2/models/NAME/feedback (analysis.minAccuracy), and a regressor's values against
+stable's (analysis.maxDrift).
 
 iris models trained here (monitoring_support): v1 and v2 agree on nearly every iris row;
 "wrong" was trained on rotated labels, so it disagrees with v1 and with the truth on nearly
-every row. Requests and feedback go from this host through each ModelDeployment's Service
-(the router during the rollout).
+every row; the regress-* models answer a number per row. Requests and feedback go from this
+host through each ModelDeployment's Service (the router during the rollout).
 """
 
 from __future__ import annotations
@@ -105,6 +106,34 @@ def test_a_shadow_canary_is_judged_by_its_agreement_with_stable(kube: Kube, name
         assert sum(t[4] == t[1] for t in answered) / len(answered) > 0.9
     else:
         assert judged[-1]["outcome"] == "Success" and status["stable"]["model"]["version"] == "v2"
+
+
+@pytest.mark.parametrize(("name", "canary", "phase"), [("values-high", "regress-high", "RolledBack"), ("values-near", "regress-v2", "Succeeded")])
+def test_a_regression_canary_is_judged_by_its_predicted_values_against_stables(kube: Kube, namespace: str, installed_operator, s3: str, name, canary, phase) -> None:
+    """maxDrift without a profile: the values the canary served clients over each interval
+    against stable's (KS), read from the model servers' prediction rings."""
+    spec = {
+        "model": model("regress-v1", s3), "replicas": 1,
+        "rollout": {"steps": [{"setWeight": 50}, {"pause": {"duration": "20s"}}],
+                    "analysis": {"interval": "10s", "minRequests": 10, "successRate": 0.9, "maxDrift": 0.3}},
+        "monitoring": {"drift": {"metric": "ks", "minSamples": 30}},
+    }
+    _, traffic = start(kube, namespace, name, spec, model(canary, s3))
+    try:
+        status = ended(kube, namespace, name)
+    finally:
+        traffic.stop()
+    assert status["rollout"]["phase"] == phase, status["rollout"]
+    judged = [a for a in status["rollout"].get("analyses") or () if a["outcome"] != "Inconclusive"]
+    assert judged, status["rollout"]
+    if phase == "RolledBack":
+        assert judged[-1]["outcome"] == "Failure", judged[-1]
+        assert "drift ks " in judged[-1]["message"] and " > 0.3 on output 'predict' against stable's" in judged[-1]["message"], judged[-1]
+        assert status["stable"]["model"]["version"] == "regress-v1"
+    else:
+        assert all(a["outcome"] == "Success" for a in judged), judged
+        assert "(worst: output 'predict' against stable's)" in judged[-1]["message"], judged[-1]
+        assert status["stable"]["model"]["version"] == "regress-v2"
 
 
 def test_labels_sent_back_fail_a_canary_that_predicts_worse(kube: Kube, namespace: str, installed_operator, s3: str) -> None:

@@ -103,6 +103,7 @@ def test_monitoring_reaches_the_model_server_as_json_and_its_storage_credentials
     doc = json.loads(env["MODELDEPLOY_MONITORING"])
     assert doc["logging"]["sampleRate"] == 0.25 and doc["logging"]["sink"] == {"storage": {"uri": "s3://logs/p", "format": "jsonl", "secretName": "log-creds"}}
     assert doc["drift"] == {"windowSize": 1000, "minSamples": 100, "metric": "psi"}  # maxDrift turns drift on
+    assert doc["store"] == {}  # and keeps predictions: a regressor's values are compared with stable's
     assert (env["MODELDEPLOY_VARIANT"], env["MODELDEPLOY_DEPLOYMENT"], env["MODEL_VERSION"]) == ("canary", "iris", "v1")
     assert container["envFrom"] == [{"secretRef": {"name": "log-creds"}}]
     # the server reads exactly what the operator writes
@@ -173,6 +174,45 @@ def test_predicted_classes_unlike_stables_fail_the_gate() -> None:
     assert alike.outcome == Outcome.SUCCESS
     few = quality.judge_drift([], {"predict": {"0": 9, "1": 1}}, stable, "js", 0.1, 100)
     assert few.outcome == Outcome.INCONCLUSIVE and "not measurable" in few.message
+
+
+def test_a_regression_canarys_predicted_values_unlike_stables_fail_the_gate() -> None:
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(7)
+    stable = rng.normal(10.0, 2.0, 400).tolist()
+    shifted = rng.normal(11.5, 2.0, 300).tolist()
+    alike = rng.normal(10.0, 2.0, 300).tolist()
+    assert quality.ks_statistic(shifted, stable) == pytest.approx(ks_2samp(shifted, stable).statistic)
+    for metric, threshold in (("ks", 0.1), ("psi", 0.25), ("js", 0.1)):
+        result = quality.judge_drift([], {}, {}, metric, threshold, 100, quality.Served("value", shifted, stable))
+        assert result.outcome == Outcome.FAILURE, (metric, result.message)
+        assert f"drift {metric} " in result.message and "on output 'value' against stable's" in result.message
+        ok = quality.judge_drift([], {}, {}, metric, threshold, 100, quality.Served("value", alike, stable))
+        assert ok.outcome == Outcome.SUCCESS, (metric, ok.message)
+    few = quality.judge_drift([], {}, {}, "ks", 0.1, 100, quality.Served("value", shifted[:99], stable))
+    assert few.outcome == Outcome.INCONCLUSIVE
+
+
+def test_served_classes_are_counted_and_a_profiled_output_is_judged_by_its_counters_only() -> None:
+    stable = [0, 1, 2] * 100
+    canary = [0] * 200 + [1] * 100  # never class 2
+    result = quality.judge_drift([], {}, {}, "ks", 0.1, 100, quality.Served("predict", canary, stable))
+    assert result.outcome == Outcome.FAILURE and result.message.startswith("drift js "), result.message  # classes: no CDF
+    counted = {"predict": {"0": 100, "1": 100, "2": 100}}
+    covered = quality.judge_drift([], counted, counted, "js", 0.1, 100, quality.Served("predict", canary, stable))
+    assert covered.outcome == Outcome.SUCCESS, covered.message
+
+
+def test_the_rows_each_variant_served_are_kept_per_interval_without_mirrored_copies() -> None:
+    from modeldeploy.analysis.agreement import Joins
+
+    joins = Joins()
+    joins.add("predictions", "stable", "s1", page(1, [{"id": "a", "output": [1.5, 2.5], "name": "value"}, {"id": "b", "output": 3.5}]))
+    joins.add("predictions", "canary", "c1", page(1, [{"id": "a", "output": [9.0], "mirror": True}, {"id": "c", "output": [4.5]}]))
+    assert joins.served == {"stable": [1.5, 2.5, 3.5], "canary": [4.5]} and joins.output == "value"
+    joins.next_interval()
+    assert joins.served == {}
 
 
 def test_output_deltas_are_taken_per_pod_and_a_restart_counts_whole(profile_path: Path) -> None:

@@ -123,7 +123,7 @@ class ServedModel(Model):
             if self.drift is not None:
                 self.drift.observe(batch, results)
             if self.store is not None:
-                self.store.predicted(seen[0], results[primary], seen[1])
+                self.store.predicted(seen[0], results[primary], seen[1], primary)
         except Exception:  # noqa: BLE001
             log.warning("monitoring: a batch could not be observed", exc_info=True)
 

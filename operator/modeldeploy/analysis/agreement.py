@@ -11,6 +11,9 @@ cursor per pod (``Joins.add``) and judges:
   (at any time of the rollout), the share of rows the canary predicted right. Stable's
   accuracy over the same labels is reported next to it, so a bound is easy to pick.
 
+It also keeps the rows each variant answered clients with this interval (``served``): maxDrift
+compares the canary's predicted values with stable's over the same interval (quality.py).
+
 Both are inconclusive below their minimum (``minRequests`` joined requests,
 ``minFeedback`` labels), like the built-in checks.
 """
@@ -26,6 +29,7 @@ from typing import Any
 from .outcome import Outcome, QueryResult
 
 KEEP = 50_000  # predictions remembered per variant (labels may come minutes later)
+SERVED = 50_000  # rows of one interval kept per variant for maxDrift's comparison with stable
 
 
 def _rows(value: Any) -> list[Any]:
@@ -71,6 +75,8 @@ class Joins:
     canary: Bounded = field(default_factory=Bounded)
     mirrored: list[str] = field(default_factory=list)  # canary's mirrored ids of this interval
     labels: list[tuple[str, Any]] = field(default_factory=list)  # labels of this interval
+    served: dict[str, list[Any]] = field(default_factory=dict)  # variant → rows it answered clients with this interval
+    output: str = ""  # the name of the output the rows are of (the model's primary output)
     lost: int = 0  # entries that left a ring before they were read
 
     def add(self, ring: str, variant: str, pod: str, page: Mapping[str, Any]) -> None:
@@ -92,13 +98,17 @@ class Joins:
                 (self.canary if variant == "canary" else self.stable).put(entry["id"], entry.get("output"))
                 if variant == "canary" and entry.get("mirror"):
                     self.mirrored.append(entry["id"])
+                elif not entry.get("mirror"):
+                    rows = self.served.setdefault(variant, [])
+                    rows.extend(_rows(entry.get("output"))[: max(SERVED - len(rows), 0)])
+                    self.output = entry.get("name") or self.output
         self.cursors[key] = last
 
     def cursor(self, ring: str, variant: str, pod: str) -> int:
         return self.cursors.get((ring, variant, pod), 0)
 
     def next_interval(self) -> None:
-        self.mirrored, self.labels = [], []
+        self.mirrored, self.labels, self.served = [], [], {}
 
 
 def judge_agreement(joins: Joins, min_agreement: float, tolerance: float, min_requests: int) -> QueryResult:

@@ -12,14 +12,23 @@ weighted by their samples. The output counters are deltas over the interval, as 
 request counters are, so the canary's predicted classes are compared with stable's over
 exactly the same minutes. KS is defined for numeric features only: with metric ks a
 categorical feature is judged by its Jensen-Shannon distance, as Evidently does.
+
+The server counts outputs of a discrete type only (classes, labels). A continuous output (a
+regressor's values) is compared from the values themselves: the rows of the model's primary
+output each variant answered clients with over the interval, read from the model servers'
+prediction rings (agreement.Joins.served). KS is then the two-sample statistic; PSI and JS
+are taken over the deciles of stable's values. Served values that are not continuous are
+counted, for an output the counters do not cover.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -112,17 +121,61 @@ def divergence(a: Mapping[str, int], b: Mapping[str, int], metric: str) -> float
     return math.sqrt(max((kl(p) + kl(q)) / 2, 0.0))
 
 
+def _continuous(values: Sequence[Any]) -> bool:
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return len(numbers) == len(values) and any(isinstance(v, float) and not v.is_integer() for v in numbers)
+
+
+def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical CDFs."""
+    a, b = sorted(a), sorted(b)
+    i = j = 0
+    gap = 0.0
+    while i < len(a) and j < len(b):
+        x = min(a[i], b[j])
+        i, j = bisect_right(a, x, i), bisect_right(b, x, j)
+        gap = max(gap, abs(i / len(a) - j / len(b)))
+    return gap
+
+
+def value_divergence(canary: Sequence[Any], stable: Sequence[Any], metric: str) -> tuple[float, str]:
+    """(divergence, metric used) of the values two variants predicted (module docstring)."""
+    if _continuous(canary) and _continuous(stable):
+        if metric == "ks":
+            return ks_statistic(canary, stable), "ks"
+        ordered = sorted(stable)
+        edges = sorted({ordered[min(len(ordered) * k // 10, len(ordered) - 1)] for k in range(1, 10)})
+
+        def binned(values: Sequence[float]) -> Counter[str]:
+            return Counter(str(bisect_right(edges, v)) for v in values)
+
+        return divergence(binned(canary), binned(stable), metric), metric
+    compare = "js" if metric == "ks" else metric
+    return divergence(Counter(map(str, canary)), Counter(map(str, stable)), compare), compare
+
+
 def _where(key: Key) -> str:
     kind, feature = key
     return f"input feature '{feature}'" if kind == "input" else f"output '{feature}'"
 
 
+@dataclass(frozen=True)
+class Served:
+    """The rows of one output (named ``output``) each variant answered clients with over an interval."""
+
+    output: str
+    canary: Sequence[Any]
+    stable: Sequence[Any]
+
+
 def judge_drift(
     canary: Iterable[DriftReading], canary_outputs: Mapping[str, Mapping[str, int]],
     stable_outputs: Mapping[str, Mapping[str, int]], metric: str, threshold: float, min_samples: int,
+    served: Served | None = None,
 ) -> QueryResult:
     """The maxDrift gate of one interval: the canary's window against its profile, and its
-    predicted classes against stable's over the interval. Inconclusive with nothing to judge."""
+    predictions against stable's over the interval (class counters, else the values served).
+    Inconclusive with nothing to judge."""
     reading = combine(canary)
     found: list[tuple[float, str, str]] = []
     top = worst(reading, metric)
@@ -133,6 +186,10 @@ def judge_drift(
         theirs = stable_outputs.get(output) or {}
         if sum(counts.values()) >= min_samples and sum(theirs.values()) >= min_samples:
             found.append((divergence(counts, theirs, compare), compare, f"output '{output}' against stable's"))
+    if (served is not None and served.output not in canary_outputs
+            and len(served.canary) >= min_samples and len(served.stable) >= min_samples):
+        value, used = value_divergence(served.canary, served.stable, metric)
+        found.append((value, used, f"output '{served.output or 'prediction'}' against stable's"))
     if not found:
         return QueryResult(NAME, Outcome.INCONCLUSIVE, None,
                            f"drift not measurable ({reading.samples} rows in the canary's window, {min_samples} needed, "

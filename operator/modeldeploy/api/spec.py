@@ -396,8 +396,9 @@ class Analysis(Model):
     max_drift: float | None = Field(
         default=None, gt=0,
         description="Fail an interval when the canary's inputs or outputs drift past this score against its training "
-        "profile, or its predicted classes diverge this far from stable's over the interval (the metric of "
-        "spec.monitoring.drift, default psi). Turns drift monitoring on with its defaults when spec.monitoring.drift is unset.",
+        "profile, or its predictions (classes, or a regressor's values) diverge this far from stable's over the interval "
+        "(the metric of spec.monitoring.drift, default psi). Turns drift monitoring on with its defaults when "
+        "spec.monitoring.drift is unset, and has the model servers keep their recent predictions for the comparison.",
     )
 
 

@@ -32,9 +32,12 @@ def monitoring_document(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
 
 
 def joins_predictions(spec: ModelDeploymentSpec) -> bool:
-    """The model servers keep their predictions (and accept feedback) for the operator to join."""
+    """The model servers keep their predictions (and accept feedback) for the operator to join:
+    for minAgreement, minAccuracy and feedback, and for maxDrift, which compares the values the
+    canary predicted with stable's over each interval."""
     analysis = spec.rollout.analysis if spec.rollout else None
-    gates = analysis is not None and (analysis.min_agreement is not None or analysis.min_accuracy is not None)
+    gates = analysis is not None and any(
+        g is not None for g in (analysis.min_agreement, analysis.min_accuracy, analysis.max_drift))
     return gates or bool(spec.monitoring and spec.monitoring.feedback)
 
 

@@ -69,13 +69,15 @@ class Store:
         self.predictions = Ring(capacity)
         self.feedback = Ring(capacity)
 
-    def predicted(self, request_id: str | None, output: Any, mirrored: bool) -> None:
+    def predicted(self, request_id: str | None, output: Any, mirrored: bool, name: str = "") -> None:
+        """One answer: its request id, the rows of its primary output (named ``name``) and
+        whether it answered a mirrored copy."""
         if not request_id:
             return
         rows = _jsonable(output)
         if isinstance(rows, list):
             rows = [_jsonable(r) for r in rows[:MAX_ROWS]]
-        self.predictions.add({"id": request_id, "output": rows, "mirror": mirrored})
+        self.predictions.add({"id": request_id, "output": rows, "mirror": mirrored, "name": name})
 
     def received(self, body: Any) -> int:
         """Keep the labels of one feedback body; the number kept."""
