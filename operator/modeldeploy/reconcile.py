@@ -32,7 +32,7 @@ from .render.service import SERVICE_PORT
 from .rollout.history import previous_entry, record as record_history
 from .rollout.plan import TERMINAL
 from .rollout.record import changes, from_status, iso, runtime_from, to_status
-from .rollout.variants import Variants, decide, ended_at, registry_resolver, with_variant
+from .rollout.variants import Variants, decide, ended_at, registry_resolver, variant_of, with_variant
 from .routing.registry import provider_for
 from .routing.router import NginxRouter, keep_service_on_router
 from .status import Event, Observed, compute_status, rolled_out, status_patch, transitions
@@ -124,16 +124,22 @@ def _router_available(kube: Kube, stable: Target, retiring: bool = False) -> boo
     return keep_service_on_router(stable.name, router, main_service, retiring)
 
 
-def fallback_variant(spec: Mapping[str, Any], status: Mapping[str, Any]) -> tuple[dict[str, Any] | None, Mapping[str, Any] | None]:
-    """What spec.traffic.fallback runs: ({model, runtime}, None) for fallback.model, (the
-    previous revision's {model, runtime}, its status.history entry) for previous: true, and
-    (None, None) without a fallback or before a second revision was promoted."""
+def fallback_variant(
+    spec: Mapping[str, Any], status: Mapping[str, Any], rolling: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any] | None, Mapping[str, Any] | None]:
+    """What spec.traffic.fallback runs: ({model, runtime}, None) for fallback.model; for
+    previous: true, (the previous revision's {model, runtime}, its status.history entry), and
+    (None, None) without a fallback or before there is a previous revision.
+
+    ``rolling``: the variant (spec) a rollout is moving to. Its previous revision is then the
+    newest one unlike it, stable until it is promoted: the fallback runs that from the start
+    of the rollout, so it is warm at promotion and its pods are not replaced then."""
     fallback = (spec.get("traffic") or {}).get("fallback")
     if not isinstance(fallback, Mapping):
         return None, None
     if fallback.get("model") is not None:
         return {"model": fallback["model"], "runtime": fallback.get("runtime")}, None
-    entry = previous_entry(status.get("history") or [], status.get("stable"))
+    entry = previous_entry(status.get("history") or [], variant_of(rolling) if rolling is not None else status.get("stable"))
     if entry is None:
         return None, None
     return {"model": entry.get("model"), "runtime": entry.get("runtime")}, entry
@@ -245,7 +251,7 @@ def fallback_status(
         out["model"] = dict(variant.get("model") or {})
         out["readyReplicas"] = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
     else:
-        out["message"] = "no previous revision yet: the fallback starts once a second revision has been promoted"
+        out["message"] = "no previous revision yet: the fallback starts with the first rollout"
     if entry is not None and entry.get("number") is not None:
         out["revision"] = int(entry["number"])
     out["answered"] = int(before.get("answered") or 0) + (answered or 0)
@@ -324,8 +330,9 @@ def reconcile(
     variants = decide(
         spec, previous, stable_complete=False, state=tick.state if tick else None, now=now, resolve=resolve, retry=retry,
     )
-    # spec.traffic.fallback's variant: its model, or the revision promoted before stable.
-    backup, backup_entry = fallback_variant(spec, previous)
+    # spec.traffic.fallback's variant: its model, or the revision promoted before stable
+    # (during a rollout: before the canary, i.e. stable, warm when the canary is promoted).
+    backup, backup_entry = fallback_variant(spec, previous, variants.canary_spec if variants.state is not None else None)
     apply_error: str | None = None
     apply_code: int | None = None
     conflicts: list[str] = []

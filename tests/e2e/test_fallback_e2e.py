@@ -1,7 +1,8 @@
 """spec.traffic.fallback on the real cluster: the router answers from the fallback when the
 serving variant fails, so clients see no failed request.
 
-v1 is rolled out to v2, after which v1 keeps running as NAME-fallback; stable's
+v1 is rolled out to v2; v1 runs as NAME-fallback from the start of the rollout (warm when v2
+  is promoted, the same pod after) and keeps running; stable's
   pods are killed under a steady stream of requests through the main Service: 0 of them
   fail, those stable could not answer come from the fallback, and status.fallback counts
   exactly as many as the clients saw.
@@ -44,7 +45,7 @@ def test_killing_stables_pods_fails_no_request_the_previous_revision_answers(kub
     name = "prev"
     traffic = {"provider": "router", "router": {"replicas": 1}, "fallback": {"previous": True, "timeoutSeconds": 3}}
     create(kube, namespace, name, {"model": model("v1", s3), "replicas": 1, "traffic": traffic,
-                                   "rollout": {"steps": [{"setWeight": 50}, {"pause": {"duration": "5s"}}]}})
+                                   "rollout": {"steps": [{"setWeight": 50}, {"pause": {"duration": "20s"}}]}})
     wait_condition(kube, namespace, name, "Ready", "True", timeout=300)
     status = wait_for(lambda: (s := rollout(kube, namespace, name)).get("fallback") and s, 60, what="status.fallback")
     assert "no previous revision yet" in status["fallback"]["message"]
@@ -52,6 +53,14 @@ def test_killing_stables_pods_fails_no_request_the_previous_revision_answers(kub
     url = service_url(kube, namespace, name)
 
     patch(kube, namespace, name, {"spec": {"model": model("v2", s3)}})
+
+    def fallback_pod_during_the_rollout() -> str | None:
+        assert (rollout(kube, namespace, name).get("rollout") or {}).get("phase") != "Succeeded", "promoted before the fallback ran"
+        ready = [p for p in kube.list("v1", "Pod", namespace, labels.selector(name, "fallback"))
+                 if any(c.get("ready") for c in (p.get("status") or {}).get("containerStatuses") or ())]
+        return ready[0]["metadata"]["uid"] if ready else None
+    # previous runs stable (v1) from the start of the rollout: warm when v2 is promoted
+    warm = wait_for(fallback_pod_during_the_rollout, 120, what="the fallback ready during the rollout")
     wait_for(lambda: (rollout(kube, namespace, name).get("rollout") or {}).get("phase") == "Succeeded", 300,
              what="the v2 rollout succeeded")
     fallback = wait_for(lambda: (f := rollout(kube, namespace, name).get("fallback") or {}).get("readyReplicas") == 1 and f,
@@ -62,6 +71,7 @@ def test_killing_stables_pods_fails_no_request_the_previous_revision_answers(kub
     assert on_router(kube, namespace, name)
     assert kube.get("apps/v1", "Deployment", namespace, f"{name}-router") is not None
     fallback_pod = kube.list("v1", "Pod", namespace, labels.selector(name, "fallback"))[0]
+    assert fallback_pod["metadata"]["uid"] == warm  # not replaced at promotion
     assert fallback_pod["metadata"]["annotations"][labels.MODEL_VERSION] == "v1"
     assert {p["metadata"]["annotations"][labels.MODEL_VERSION] for p in kube.list("v1", "Pod", namespace, labels.selector(name))} == {"v2"}
 

@@ -229,6 +229,28 @@ def test_reconcile_runs_the_previous_revision_from_the_history():
     assert (status["fallback"]["revision"], status["fallback"]["answered"]) == (1, 3)
 
 
+def test_during_a_rollout_previous_runs_stable_so_the_fallback_is_warm_at_promotion():
+    """The first rollout (v1 → v2): the fallback runs v1 from its start, and its pods are not
+    replaced when v2 is promoted and v1 becomes the previous revision."""
+    rollout = {"steps": [{"setWeight": 50}, {"pause": {}}]}
+    cluster = Cluster(spec_with({"previous": True}, rollout=rollout))
+    cluster.md["status"] = {"stable": {"model": V1}, "history": HISTORY[:1]}
+    assert fallback_variant(cluster.md["spec"], cluster.md["status"]) == (None, None)  # no rollout: nothing before v1
+    status = reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    assert ("Deployment", "iris-canary") in cluster.objects
+    during = cluster.objects[("Deployment", "iris-fallback")]["spec"]["template"]
+    assert during["metadata"]["annotations"][labels.MODEL_URI] == V1["uri"]
+    assert (status["fallback"]["revision"], status["fallback"]["model"]) == (1, V1)
+
+    promoted = {"stable": {"model": V2}, "history": HISTORY}
+    variant, entry = fallback_variant(cluster.md["spec"], promoted)
+    assert (variant, entry["number"]) == ({"model": V1, "runtime": None}, 1)
+    cluster.md["status"] = promoted
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    assert ("Deployment", "iris-canary") not in cluster.objects
+    assert cluster.objects[("Deployment", "iris-fallback")]["spec"]["template"] == during
+
+
 def test_an_invalid_fallback_changes_nothing_that_serves():
     cluster = Cluster(spec_with({"model": SIMPLE}))
     for _ in range(2):

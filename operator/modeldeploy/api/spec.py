@@ -502,7 +502,8 @@ class TrafficFallback(Model):
 
     previous: bool | None = Field(
         default=None,
-        description="Fall back to the previous promoted revision (status.history), kept running; none until a second revision has been promoted.",
+        description="Fall back to the previous promoted revision (status.history), kept running; during a rollout, to "
+        "stable (the previous revision once the canary is promoted, so the fallback is warm then); none before the first rollout.",
     )
     model: ModelSource | None = Field(default=None, description="Fall back to this model instead.")
     runtime: RuntimeSpec | None = Field(default=None, description="The fallback model's runtime (default: chosen like spec.runtime).")

@@ -71,9 +71,9 @@ def undo_target(
 
 
 def previous_entry(history: Sequence[Mapping[str, Any]], stable: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """The revision promoted before the ``stable`` one (status.stable): the newest history
-    entry whose {model, runtime} differ from it, which spec.traffic.fallback's `previous`
-    keeps running. None before a second revision was promoted."""
+    """The revision promoted before the ``stable`` one (status.stable, or the variant a
+    rollout moves to): the newest history entry whose {model, runtime} differ from it, which
+    spec.traffic.fallback's `previous` keeps running. None when there is none."""
     if stable is None:
         return None
     serving = variant_of(stable)
