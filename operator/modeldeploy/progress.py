@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -292,27 +293,39 @@ def fallback_watched(spec: Mapping[str, Any]) -> bool:
     return isinstance(traffic, Mapping) and traffic.get("fallback") is not None
 
 
-def watch_fallback(kube: Kube, body: Mapping[str, Any], before: Mapping[str, str] | None) -> tuple[int | None, dict[str, str]]:
+def watch_fallback(
+    kube: Kube, body: Mapping[str, Any], before: Mapping[str, str] | None, started: float = 0.0,
+) -> tuple[int | None, dict[str, str]]:
     """Requests the fallback pods answered since ``before`` (each pod's /metrics text at the
-    last read), and the texts to pass next time. ``before`` None (the first read since the
-    operator started, whose predecessor counted what came before): a baseline, 0 counted.
-    None counted when a pod's metrics cannot be parsed. A pod that did not answer this read
-    keeps its last text, so its next answer is not counted again from 0."""
+    last read), and the texts to pass next time. ``before`` None: the first read since the
+    operator started (at ``started``, epoch seconds). A pod created before then is a
+    baseline (a predecessor counted what it answered before), one created since is counted
+    whole (nobody has counted it: the answers of a fallback that starts with a new
+    ModelDeployment are all counted). None counted when a pod's metrics cannot be parsed. A
+    pod that did not answer this read keeps its last text, so its next answer is not counted
+    again from 0."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     pods = kube.list("v1", "Pod", namespace, labels.selector(name, names.FALLBACK))
     deployment = kube.get("apps/v1", "Deployment", namespace, names.variant(name, names.FALLBACK))
     texts = scrape_pods(pods, _port(deployment))
-    previous = dict(before or {})
+    if before is None:
+        older = {p["metadata"]["name"] for p in pods if _created(p) < started}
+        before = {pod: text for pod, text in texts.items() if pod in older}
+    previous = dict(before)
     current = {p["metadata"]["name"] for p in pods}
     kept = {pod: texts.get(pod) or previous[pod] for pod in current if pod in texts or pod in previous}
-    if before is None:
-        return 0, kept
     try:
         answered = delta(previous, texts, name)
     except MetricsError as err:
         log.warning("%s/%s: fallback answers not read: %s", namespace, name, err)
         return None, kept
     return sum(answered.requests.values()), kept
+
+
+def _created(pod: Mapping[str, Any]) -> float:
+    """A pod's creationTimestamp (RFC 3339, as the API server writes it) in epoch seconds; 0 without one."""
+    stamp = pod["metadata"].get("creationTimestamp")
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else 0.0
 
 
 def settle_retired_route(kube: Kube, namespace: str, name: str, traffic: TrafficProvider) -> None:

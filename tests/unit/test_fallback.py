@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import http.server
 import threading
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -297,12 +298,13 @@ class MetricsServer:
 class Pods:
     """The kube calls watch_fallback makes: the fallback's pods (all on 127.0.0.1) and Deployment."""
 
-    def __init__(self, port: int, pods: list[str]) -> None:
-        self.port, self.pods = port, pods
+    def __init__(self, port: int, pods: list[str], created: str = "2026-12-01T00:00:00Z") -> None:
+        self.port, self.pods, self.created = port, pods, created
 
     def list(self, api_version, kind, namespace, selector):
         assert selector == labels.selector("iris", "fallback")
-        return [{"metadata": {"name": p}, "status": {"podIP": "127.0.0.1", "phase": "Running"}} for p in self.pods]
+        return [{"metadata": {"name": p, "creationTimestamp": self.created}, "status": {"podIP": "127.0.0.1", "phase": "Running"}}
+                for p in self.pods]
 
     def get(self, api_version, kind, namespace, name):
         assert name == "iris-fallback"
@@ -314,8 +316,9 @@ def test_watch_fallback_counts_new_answers_of_every_status():
     body = {"metadata": {"name": "iris", "namespace": "ml"}}
     kube = Pods(server.port, ["fb-0"])
     server.answered.update({"200": 5, "400": 1})
-    counted, texts = watch_fallback(kube, body, None)
-    assert counted == 0 and set(texts) == {"fb-0"}  # the first read is a baseline
+    started = datetime(2026, 12, 2, tzinfo=timezone.utc).timestamp()
+    counted, texts = watch_fallback(kube, body, None, started)
+    assert counted == 0 and set(texts) == {"fb-0"}  # a pod older than the operator: the first read is a baseline
     server.answered.update({"200": 9, "400": 2})
     counted, texts = watch_fallback(kube, body, texts)
     assert counted == 5
@@ -324,6 +327,20 @@ def test_watch_fallback_counts_new_answers_of_every_status():
     assert counted == 3
     kube.pods = []
     assert watch_fallback(kube, body, texts) == (0, {})
+    server.http.shutdown()
+
+
+def test_the_first_read_counts_every_answer_of_a_pod_created_since_the_operator_started():
+    """A new ModelDeployment's fallback answers before the operator's first read of it: none
+    of them may be lost to a baseline (the old code took every first read as one)."""
+    server = MetricsServer()
+    body = {"metadata": {"name": "iris", "namespace": "ml"}}
+    kube = Pods(server.port, ["fb-0"], created="2026-12-03T07:30:00Z")
+    server.answered.update({"200": 40})
+    counted, texts = watch_fallback(kube, body, None, datetime(2026, 12, 3, 7, tzinfo=timezone.utc).timestamp())
+    assert counted == 40 and set(texts) == {"fb-0"}
+    server.answered.update({"200": 41})
+    assert watch_fallback(kube, body, texts)[0] == 1
     server.http.shutdown()
 
 

@@ -86,6 +86,7 @@ class Operator:
         self.notifier = Notifier()
         self.workers = Workers(self.queue, self.run, workers=workers, resync=resync, quiet=(ApiError, ReconcileError))
         self._clock = clock
+        self._started = clock()  # watch_fallback: pods created since are counted whole
         self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
         self._drift_read: dict[Key, float] = {}  # when each stable's drift (and labels) were last read
         self._fallback_texts: dict[Key, dict[str, str]] = {}  # each fallback's pods' /metrics at the last read
@@ -216,7 +217,7 @@ class Operator:
                 if fallback:
                     with self._guard:
                         before = self._fallback_texts.get(key)
-                    answered, texts = watch_fallback(self.client, body, before)
+                    answered, texts = watch_fallback(self.client, body, before, self._started)
                     with self._guard:
                         self._fallback_texts[key] = texts
                     if answered:
