@@ -69,7 +69,8 @@ remove_netns() {
   done
 }
 
-# Remove the KUBE-* and CNI-* chains and every rule that jumps to them, in one
+# Remove the KUBE-* and CNI-* chains, every rule that jumps to them and cluster-up's own
+# rules (commented "modeldeploy: ..."), in one
 # iptables-restore transaction per table, leaving docker's and everyone else's rules.
 clean_iptables() {
   local cmd table dump script
@@ -79,7 +80,7 @@ clean_iptables() {
       dump=$("$cmd-save" -t "$table" 2>/dev/null) || continue
       script=$(awk '
         /^:(KUBE-|CNI-)/ { chains[++n] = substr($1, 2); next }
-        /^-A / && $2 !~ /^(KUBE-|CNI-)/ && / -[jg] (KUBE-|CNI-)/ { sub(/^-A /, "-D "); print }
+        /^-A / && $2 !~ /^(KUBE-|CNI-)/ && (/ -[jg] (KUBE-|CNI-)/ || /--comment "?modeldeploy: /) { sub(/^-A /, "-D "); print }
         END { for (i = 1; i <= n; i++) print "-F " chains[i]; for (i = 1; i <= n; i++) print "-X " chains[i] }
       ' <<<"$dump")
       [[ -n "$script" ]] || continue

@@ -342,16 +342,30 @@ start_proxy() {
   wait_daemon kube-proxy 60 curl -fsS --max-time 2 http://127.0.0.1:10256/healthz
 }
 
-# kube-proxy refuses connections to a Service without ready endpoints (a REJECT in the filter
-# chain KUBE-SERVICES, jumped to from FORWARD), but the CNI firewall plugin's per-pod ACCEPT
-# comes first in FORWARD, so a pod's connection to such a Service was let through to the
-# default route, where whatever answers there (this machine's egress proxy answers HTTP 404)
-# answered for the Service. One jump at the top of FORWARD puts kube-proxy's verdict first,
-# as on a cluster without that plugin. Idempotent: cluster-up on a running cluster checks it.
+# A connection to a Service IP must end on this node: DNATed to an endpoint by kube-proxy, or
+# refused. Two ways it left by the default route instead, where whatever answers there (this
+# machine's transparent egress proxy answers HTTP 404 and keeps the connection) answered for
+# the Service: (1) kube-proxy refuses a Service without ready endpoints with a REJECT in the
+# filter chain KUBE-SERVICES, jumped to from FORWARD, but the CNI firewall plugin's per-pod
+# ACCEPT came first; (2) a Service IP kube-proxy has not programmed yet (the second after the
+# Service is created) is not DNATed at all, and nothing refused it. The firewall plugin puts
+# its jump to CNI-FORWARD at the top of FORWARD when the first pod starts (after cluster-up,
+# on a new cluster), so a rule put at the top before then ends up behind it; but CNI-FORWARD's
+# first rule jumps to the plugin's admin chain CNI-ADMIN, which the plugin creates only when
+# missing and never flushes. So CNI-ADMIN gets kube-proxy's verdict, then a REJECT of whatever
+# is still addressed to the Service range; OUTPUT (the host's own connections) gets the same
+# REJECT after kube-proxy's jump. Idempotent (cluster-up on a running cluster checks it); it
+# also removes the FORWARD rule an earlier version put there. cluster-clean removes them all.
 reject_before_cni_accepts() {
-  iptables -w -N KUBE-SERVICES 2>/dev/null || true
-  local rule=(-m conntrack --ctstate NEW -m comment --comment "modeldeploy: kube-proxy rejects before CNI accepts" -j KUBE-SERVICES)
-  iptables -w -C FORWARD "${rule[@]}" 2>/dev/null || iptables -w -I FORWARD 1 "${rule[@]}"
+  local chain tag="modeldeploy: a Service IP is DNATed on this node or refused"
+  local verdict=(-m conntrack --ctstate NEW -m comment --comment "$tag" -j KUBE-SERVICES)
+  local refuse=(-d "$SERVICE_CIDR" -m conntrack --ctstate NEW -m comment --comment "$tag" -j REJECT)
+  for chain in KUBE-SERVICES CNI-ADMIN; do iptables -w -N "$chain" 2>/dev/null || true; done
+  iptables -w -C CNI-ADMIN "${verdict[@]}" 2>/dev/null || iptables -w -I CNI-ADMIN 1 "${verdict[@]}"
+  iptables -w -C CNI-ADMIN "${refuse[@]}" 2>/dev/null || iptables -w -I CNI-ADMIN 2 "${refuse[@]}"
+  iptables -w -C OUTPUT "${refuse[@]}" 2>/dev/null || iptables -w -A OUTPUT "${refuse[@]}"
+  local old=(-m conntrack --ctstate NEW -m comment --comment "modeldeploy: kube-proxy rejects before CNI accepts" -j KUBE-SERVICES)
+  while iptables -w -D FORWARD "${old[@]}" 2>/dev/null; do :; done
 }
 
 # The Available condition is no use here: with one replica and maxUnavailable 1 it is True

@@ -5,6 +5,7 @@ kube-proxy: ClusterIP and NodePort on localhost)."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -113,3 +114,51 @@ def test_service_answers_on_node_port_from_the_host(kube_api, testserver, host_i
     url = f"http://127.0.0.1:{node_port}/v2/health/ready"
     body = wait_for(lambda: _get_json(url), 60, what=f"{url} to answer from the host")
     assert body["status"] == "ok" and body["message"] == MESSAGE
+
+
+# Runs in a client pod: one GET on a Service by DNS name; prints how it ended.
+PROBE = r"""
+import json, sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as resp:
+        print(json.dumps({"answered": resp.status, "server": resp.headers.get("Server")}))
+except urllib.error.HTTPError as err:
+    print(json.dumps({"answered": err.code, "server": err.headers.get("Server")}))
+except OSError as err:
+    reason = getattr(err, "reason", err)
+    print(json.dumps({"refused": isinstance(reason, ConnectionRefusedError), "error": repr(reason)}))
+"""
+
+
+UNALLOCATED = "10.96.255.254"  # in the cluster's Service range (hack/cluster-lib.sh), given to no Service
+
+
+@pytest.fixture(scope="module")
+def no_endpoints(kube_api, namespace) -> str:
+    """A Service whose selector matches no pod: its URL by DNS name."""
+    name = "no-endpoints"
+    kube_api.core.create_namespaced_service(namespace, client.V1Service(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1ServiceSpec(selector={"app": "matches-no-pod"}, ports=[client.V1ServicePort(port=80, target_port=8080)])))
+    return f"http://{name}.{namespace}.svc.cluster.local/"
+
+
+@pytest.mark.parametrize("target", ["a Service without endpoints", "a Service IP no Service has"])
+def test_a_connection_from_a_pod_to_a_service_ip_kube_proxy_does_not_forward_is_refused(
+        kube_api, namespace, testserver_image, no_endpoints, target):
+    """kube-proxy rejects a connection to a Service with no ready endpoint, and a Service IP it
+    has not programmed (no Service, or one created a moment ago) is refused on the node: nothing
+    past the node (a default route, an egress proxy) may answer for either. On a new cluster the
+    CNI firewall plugin's per-pod ACCEPT came first and this machine's egress proxy answered 404."""
+    url = no_endpoints if target.startswith("a Service without") else f"http://{UNALLOCATED}/"
+    result = kube_api.run_pod(namespace, testserver_image, ["python3", "-c", PROBE, url], timeout=180)
+    assert result.phase == "Succeeded", f"client pod {result.phase}:\n{result.logs}"
+    answers = result.json_lines()
+    assert answers and answers[-1].get("refused") is True, result.logs
+
+
+def test_a_connection_from_the_host_to_a_service_ip_no_service_has_is_refused(kube_api, host_is_node):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(urllib.error.URLError) as refused:
+        opener.open(f"http://{UNALLOCATED}/", timeout=10)
+    assert isinstance(refused.value.reason, ConnectionRefusedError), refused.value

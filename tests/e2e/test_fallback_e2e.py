@@ -20,7 +20,7 @@ import pytest
 from modeldeploy.k8s import Kube
 from modeldeploy.render import labels
 from monitoring_support import create, patch
-from rollout_support import Probe, iris_objects, model, rollout
+from rollout_support import Probe, iris_objects, model, predict, rollout
 from support import ROOT, deploy_s3, service_url, wait_condition, wait_for
 
 pytestmark = [pytest.mark.monitoring, pytest.mark.e2e]
@@ -104,3 +104,25 @@ def test_killing_stables_pods_fails_no_request_the_previous_revision_answers(kub
     assert last["answered"] == answered and last["lastAnsweredAt"]
     [event, *_] = wait_for(lambda: fallback_events(kube, namespace, name), 60, what="a FallbackAnswered event")
     assert event["type"] == "Warning" and "revision 1" in event["message"]
+
+
+def test_a_stable_model_that_fails_every_prediction_is_answered_by_the_fallback_model(kube: Kube, namespace: str, installed_operator, s3: str) -> None:
+    """iris/broken loads and passes the readiness checks, then answers every prediction 500:
+    with fallback.model v1 every client request is answered 200 by the fallback."""
+    name = "simple"
+    traffic = {"provider": "router", "router": {"replicas": 1}, "fallback": {"model": model("v1", s3)}}
+    create(kube, namespace, name, {"model": model("broken", s3), "replicas": 1, "traffic": traffic})
+    wait_condition(kube, namespace, name, "Ready", "True", timeout=300)
+    wait_for(lambda: (rollout(kube, namespace, name).get("fallback") or {}).get("readyReplicas") == 1, 300,
+             what="the fallback model ready")
+    wait_for(lambda: on_router(kube, namespace, name), 120, what="the main Service on the router")
+    url = service_url(kube, namespace, name)
+    # The fallback Deployment is ready before kube-proxy forwards its Service (seconds when
+    # the node is busy): until then the router's connection to it is refused (502).
+    wait_for(lambda: predict(url, "first", name=name) == (200, "fallback"), 60, interval=0.5,
+             what="the fallback answering through the router")
+    answers = [predict(url, f"broken-{i}", name=name) for i in range(40)]
+    assert answers == [(200, "fallback")] * 40, answers
+    status = wait_for(lambda: (f := rollout(kube, namespace, name).get("fallback") or {}).get("answered", 0) >= 41 and f,
+                      120, what="status.fallback counting the answers")
+    assert status["answered"] == 41 and status["model"]["version"] == "v1", status  # the first one included

@@ -36,9 +36,18 @@ def restricted(kube: Kube, kube_api, namespace: str, installed_operator, testser
     kube.patch("v1", "Namespace", "", namespace, {"metadata": {"labels": ENFORCE}})
     plain = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "namespace": namespace},
              "spec": {"containers": [{"name": "c", "image": testserver_image}]}}
-    with pytest.raises(ApiError) as refused:
-        kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=plain, query={"dryRun": "All"})
-    assert refused.value.status == 403 and "violates PodSecurity" in str(refused.value), refused.value
+
+    def refusal() -> ApiError | None:
+        try:
+            kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=plain, query={"dryRun": "All"})
+        except ApiError as err:
+            return err
+        return None
+
+    # PodSecurity admission reads the namespace's labels from the API server's informer cache,
+    # which sees the label a moment after the patch: until then a plain pod is admitted.
+    refused = wait_for(refusal, 30, what="PodSecurity to refuse a pod without a security context")
+    assert refused.status == 403 and "violates PodSecurity" in str(refused), refused
     return endpoint
 
 
