@@ -78,6 +78,20 @@ def ended(kube: Kube, namespace: str, name: str, timeout: float = 300) -> dict:
         raise AssertionError(f"{err}; status.rollout: {last.get('status', {}).get('rollout')}") from None
 
 
+def judged_rollout(kube: Kube, namespace: str, name: str, spec: dict, canary: dict, phase: str) -> tuple[dict, list[dict], Traffic]:
+    """Roll out ``canary`` under traffic until the rollout ends in ``phase``: (status, the
+    analyses that were not inconclusive (at least one), the traffic sent)."""
+    _, traffic = start(kube, namespace, name, spec, canary)
+    try:
+        status = ended(kube, namespace, name)
+    finally:
+        traffic.stop()
+    assert status["rollout"]["phase"] == phase, status["rollout"]
+    judged = [a for a in status["rollout"].get("analyses") or () if a["outcome"] != "Inconclusive"]
+    assert judged, status["rollout"]
+    return status, judged, traffic
+
+
 def shadow_spec(s3: str) -> dict:
     return {
         "model": model("v1", s3), "replicas": 1,
@@ -89,14 +103,8 @@ def shadow_spec(s3: str) -> dict:
 
 @pytest.mark.parametrize(("name", "canary", "phase"), [("shadow-wrong", "wrong", "RolledBack"), ("shadow-v2", "v2", "Succeeded")])
 def test_a_shadow_canary_is_judged_by_its_agreement_with_stable(kube: Kube, namespace: str, installed_operator, s3: str, name, canary, phase) -> None:
-    _, traffic = start(kube, namespace, name, shadow_spec(s3), model(canary, s3))
-    try:
-        status = ended(kube, namespace, name)
-    finally:
-        traffic.stop()
-    assert status["rollout"]["phase"] == phase, status["rollout"]
-    judged = [a for a in status["rollout"].get("analyses") or () if a["outcome"] != "Inconclusive"]
-    assert judged and "agreement with stable" in judged[-1]["message"], status["rollout"]
+    status, judged, traffic = judged_rollout(kube, namespace, name, shadow_spec(s3), model(canary, s3), phase)
+    assert "agreement with stable" in judged[-1]["message"], status["rollout"]
     if phase == "RolledBack":
         assert judged[-1]["outcome"] == "Failure" and " < 0.900 " in judged[-1]["message"]
         # clients only ever got stable's answers (before the rollout from the stable pods
@@ -118,14 +126,7 @@ def test_a_regression_canary_is_judged_by_its_predicted_values_against_stables(k
                     "analysis": {"interval": "10s", "minRequests": 10, "successRate": 0.9, "maxDrift": 0.3}},
         "monitoring": {"drift": {"metric": "ks", "minSamples": 30}},
     }
-    _, traffic = start(kube, namespace, name, spec, model(canary, s3))
-    try:
-        status = ended(kube, namespace, name)
-    finally:
-        traffic.stop()
-    assert status["rollout"]["phase"] == phase, status["rollout"]
-    judged = [a for a in status["rollout"].get("analyses") or () if a["outcome"] != "Inconclusive"]
-    assert judged, status["rollout"]
+    status, judged, _ = judged_rollout(kube, namespace, name, spec, model(canary, s3), phase)
     if phase == "RolledBack":
         assert judged[-1]["outcome"] == "Failure", judged[-1]
         assert "drift ks " in judged[-1]["message"] and " > 0.3 on output 'predict' against stable's" in judged[-1]["message"], judged[-1]
@@ -173,7 +174,14 @@ def test_feedback_is_refused_with_a_reason(kube: Kube, namespace: str, installed
     code, answer = http("POST", f"{url}/v2/models/{name}/feedback", {"id": "x", "label": 1})
     assert code == 409 and "spec.monitoring.feedback" in answer["error"], answer
     patch(kube, namespace, name, {"spec": {"monitoring": {"feedback": True}}})
+    def rolled() -> bool:
+        # Every pod is of the new template: until then an old pod behind the Service answers 409.
+        dep = kube.get("apps/v1", "Deployment", namespace, f"{name}-stable") or {}
+        st, generation = dep.get("status") or {}, (dep.get("metadata") or {}).get("generation")
+        return (st.get("observedGeneration") == generation and st.get("updatedReplicas") == st.get("replicas") == 1
+                and st.get("availableReplicas") == 1)
+    wait_for(rolled, 180, interval=1, what="the pods rolled to monitoring.feedback")
     code, answer = wait_for(lambda: (r := http("POST", f"{url}/v2/models/{name}/feedback", {"id": "x", "label": 1}))[0] == 200 and r,
-                            180, interval=1, what="feedback accepted once the pods rolled")
+                            60, interval=1, what="feedback accepted once the pods rolled")
     code, answer = http("POST", f"{url}/v2/models/{name}/feedback", {"feedback": [{"label": 1}]})
     assert code == 400 and "feedback[0]: expected an object with a string 'id' and a 'label'" in answer["error"], answer
