@@ -12,7 +12,6 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,7 +34,7 @@ from .render.readiness import running_replicas
 from .render.router import CANARY, ROUTE_ANNOTATION
 from .rollout import Controls, IntervalResult, Phase, RolloutState, plan
 from .rollout.plan import ACTIVE
-from .rollout.record import checks_of, from_status, parse_duration, policy_steps, revision
+from .rollout.record import checks_of, from_status, parse_duration, policy_steps, revision, rfc3339_epoch
 from .rollout.variants import Resolve, registry_resolver, same_revision, variant_revision
 from .routing.provider import ObjectRef, Observed, Split, TrafficProvider
 from .routing.registry import provider_for
@@ -309,7 +308,7 @@ def watch_fallback(
     deployment = kube.get("apps/v1", "Deployment", namespace, names.variant(name, names.FALLBACK))
     texts = scrape_pods(pods, _port(deployment))
     if before is None:
-        older = {p["metadata"]["name"] for p in pods if _created(p) < started}
+        older = {p["metadata"]["name"] for p in pods if (rfc3339_epoch(p["metadata"].get("creationTimestamp")) or 0.0) < started}
         before = {pod: text for pod, text in texts.items() if pod in older}
     previous = dict(before)
     current = {p["metadata"]["name"] for p in pods}
@@ -320,12 +319,6 @@ def watch_fallback(
         log.warning("%s/%s: fallback answers not read: %s", namespace, name, err)
         return None, kept
     return sum(answered.requests.values()), kept
-
-
-def _created(pod: Mapping[str, Any]) -> float:
-    """A pod's creationTimestamp (RFC 3339, as the API server writes it) in epoch seconds; 0 without one."""
-    stamp = pod["metadata"].get("creationTimestamp")
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else 0.0
 
 
 def settle_retired_route(kube: Kube, namespace: str, name: str, traffic: TrafficProvider) -> None:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ..api.spec import ModelDeploymentSpec
 from ..render import labels, names
 from ..rollout.plan import ACTIVE, Phase
-from ..rollout.record import policy_steps, revision
+from ..rollout.record import policy_steps, revision, rfc3339_epoch
 from ..rollout.steps import Pause, SetWeight, Step
 from ..rollout.variants import target_variant, variant_of
 
@@ -37,24 +37,15 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _epoch(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
-    except ValueError:
-        return None
-
-
 def short_time(stamp: str | None) -> str | None:
     """An RFC 3339 time to the second (status keeps some with microseconds)."""
-    then = _epoch(stamp)
+    then = rfc3339_epoch(stamp)
     return datetime.fromtimestamp(then, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if then is not None else stamp
 
 
 def age(stamp: str | None, now: float) -> str:
     """kubectl's short age: 45s, 12m, 5h, 3d (one unit, rounded down)."""
-    then = _epoch(stamp)
+    then = rfc3339_epoch(stamp)
     if then is None:
         return NONE
     seconds = max(0, int(now - then))

@@ -103,6 +103,17 @@ def epoch(text: str | None) -> float | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
+def rfc3339_epoch(stamp: str | None) -> float | None:
+    """Any RFC 3339 time (the API server's, to the second, or status's, with microseconds) in
+    epoch seconds; None without one or for one that does not parse."""
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
 _TIMES = {"step_started": "stepStartedAt", "step_routed_at": "stepRoutedAt", "last_verdict_at": "lastVerdictAt", "paused_at": "pausedAt",
           "waiting_since": "waitingSince"}
 
