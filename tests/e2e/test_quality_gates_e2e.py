@@ -166,7 +166,7 @@ def test_labels_sent_back_fail_a_canary_that_predicts_worse(kube: Kube, namespac
     assert {t[2] for t in traffic.seen} >= {"stable", "canary"}
 
 
-def test_feedback_is_refused_with_a_reason(kube: Kube, namespace: str, installed_operator, s3: str) -> None:
+def test_feedback_is_refused_with_a_reason(kube: Kube, kube_api, namespace: str, installed_operator, s3: str) -> None:
     name = "unlabelled"
     create(kube, namespace, name, {"model": model("v1", s3), "replicas": 1})
     wait_condition(kube, namespace, name, "Ready", "True", timeout=300)
@@ -174,13 +174,13 @@ def test_feedback_is_refused_with_a_reason(kube: Kube, namespace: str, installed
     code, answer = http("POST", f"{url}/v2/models/{name}/feedback", {"id": "x", "label": 1})
     assert code == 409 and "spec.monitoring.feedback" in answer["error"], answer
     patch(kube, namespace, name, {"spec": {"monitoring": {"feedback": True}}})
-    def rolled() -> bool:
-        # Every pod is of the new template: until then an old pod behind the Service answers 409.
+    def feedback_rendered() -> bool:
         dep = kube.get("apps/v1", "Deployment", namespace, f"{name}-stable") or {}
-        st, generation = dep.get("status") or {}, (dep.get("metadata") or {}).get("generation")
-        return (st.get("observedGeneration") == generation and st.get("updatedReplicas") == st.get("replicas") == 1
-                and st.get("availableReplicas") == 1)
-    wait_for(rolled, 180, interval=1, what="the pods rolled to monitoring.feedback")
+        [container] = dep["spec"]["template"]["spec"]["containers"]
+        return any(e["name"] == "MODELDEPLOY_MONITORING" and '"feedback"' in e.get("value", "") for e in container.get("env") or ())
+    # Every pod of the new template: until then an old pod behind the Service answers 409.
+    wait_for(feedback_rendered, 60, interval=1, what="monitoring.feedback in stable's pod template")
+    kube_api.wait_deployment_available(namespace, f"{name}-stable", timeout=180)
     code, answer = wait_for(lambda: (r := http("POST", f"{url}/v2/models/{name}/feedback", {"id": "x", "label": 1}))[0] == 200 and r,
                             60, interval=1, what="feedback accepted once the pods rolled")
     code, answer = http("POST", f"{url}/v2/models/{name}/feedback", {"feedback": [{"label": 1}]})
