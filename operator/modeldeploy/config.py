@@ -74,6 +74,8 @@ class OperatorConfig:
     router_image: str = DEFAULT_ROUTER_IMAGE
     cluster_domain: str = "cluster.local"
     field_manager: str = FIELD_MANAGER
+    # The MLflow tracking server of models:/ URIs without spec.model.registry.url.
+    mlflow_tracking_uri: str | None = None
 
     @property
     def registry(self) -> RuntimeRegistry:
@@ -90,4 +92,5 @@ class OperatorConfig:
             ),
             router_image=env.get("MODELDEPLOY_ROUTER_IMAGE", DEFAULT_ROUTER_IMAGE),
             cluster_domain=env.get("MODELDEPLOY_CLUSTER_DOMAIN", "cluster.local"),
+            mlflow_tracking_uri=env.get("MODELDEPLOY_MLFLOW_TRACKING_URI") or None,
         )

@@ -17,12 +17,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .api import conditions as c
+from .api import modelregistry as mr
 from .api.annotations import RETRY
 from .api.redact import redact
-from .api.validate import Validated, validate
+from .api.validate import Problem, Validated, validate
 from .config import OperatorConfig
 from .k8s import ApiError, ChildConflict, Kube
-from .k8s.notify import Notifier, notifications
+from .k8s.notify import Notification, Notifier, notifications
+from .analysis import retraining
+from .api.crd import GROUP, PLURAL, VERSION
+from .api.spec import Webhook
+from .render.retraining import job_name, render_job
 from .progress import Tick, drift_watched
 from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Fallback, Target, labels, names, render_children
 from .render.canary import route_matches
@@ -35,7 +40,7 @@ from .rollout.record import changes, from_status, iso, runtime_from, to_status
 from .rollout.variants import Variants, decide, ended_at, registry_resolver, variant_of, with_variant
 from .routing.registry import provider_for
 from .routing.router import NginxRouter, keep_service_on_router
-from .status import Event, Observed, compute_status, rolled_out, status_patch, transitions
+from .status import Event, Observed, compute_status, condition, rolled_out, status_patch, transitions
 
 log = logging.getLogger(__name__)
 # Analysis verdicts kept in status.rollout.analyses (the CRD allows at most 10).
@@ -117,6 +122,14 @@ def apply_children(kube: Kube, target: Target, canary: Canary | None = None, fal
     return conflicts
 
 
+def target_of(name: str, namespace: str, uid: str, chosen: Validated, image: str, registry: Mapping[str, Any]) -> Target:
+    """The Target of a validated variant; a pinned models:/NAME/VERSION model gets the
+    artifacts status.registry recorded for that version."""
+    model = chosen.spec.model.model_dump(by_alias=True, exclude_none=True)
+    artifact = mr.artifact(model, {"registry": registry}) if registry else None
+    return Target(name, namespace, uid, chosen.spec, chosen.runtime, image, artifact)
+
+
 def _router_available(kube: Kube, stable: Target, retiring: bool = False) -> bool:
     """keep_service_on_router for this ModelDeployment, from its observed router and main Service."""
     router = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, ROUTER))
@@ -147,6 +160,7 @@ def fallback_variant(
 
 def _fallback(
     kube: Kube, config: OperatorConfig, stable: Target, spec: Mapping[str, Any], variant: Mapping[str, Any] | None,
+    registry: Mapping[str, Any],
 ) -> Fallback | None:
     """spec.traffic.fallback for this pass: the fallback variant (validated like the spec it
     comes from; the previous revision's runtime as the registry resolves it now), and the
@@ -158,7 +172,7 @@ def _fallback(
     if variant is not None:
         chosen, problems = validate(stable.name, with_variant(spec, variant), config.registry)
         if chosen is not None:
-            target = Target(stable.name, stable.namespace, stable.uid, chosen.spec, chosen.runtime, stable.storage_initializer_image)
+            target = target_of(stable.name, stable.namespace, stable.uid, chosen, stable.storage_initializer_image, registry)
         else:
             log.warning("%s/%s: the fallback revision no longer validates: %s", stable.namespace, stable.name,
                         "; ".join(map(str, problems)))
@@ -170,6 +184,7 @@ def _fallback(
 
 def _canary(
     kube: Kube, config: OperatorConfig, stable: Target, canary: Validated, variants: Variants, fallback: Fallback | None = None,
+    registry: Mapping[str, Any] | None = None,
 ) -> Canary:
     """The canary and its traffic provider. Retiring (the rollout ended): the weight is 0,
     the main Service is back on the stable pods (unless a fallback keeps the router in
@@ -178,7 +193,7 @@ def _canary(
     stable_dep = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name))
     canary_pods = kube.get("apps/v1", "Deployment", stable.namespace, names.variant(stable.name, names.CANARY))
     matches, mirror = route_matches(stable)
-    target = Target(stable.name, stable.namespace, stable.uid, canary.spec, canary.runtime, stable.storage_initializer_image)
+    target = target_of(stable.name, stable.namespace, stable.uid, canary, stable.storage_initializer_image, registry or {})
     retiring = variants.retiring
     weight = variants.state.weight if variants.state is not None and not retiring else 0
     return Canary(
@@ -284,6 +299,100 @@ def _rollout_events(previous: Mapping[str, Any], status: Mapping[str, Any]) -> l
     return [Event(*change) for change in changes(old, from_status(after)[0])]
 
 
+def _registry_part(
+    status: dict[str, Any], previous: Mapping[str, Any], registry: Mapping[str, Any], pin: mr.PinRead | None,
+    observed: Observed, generation: int,
+) -> list[Event]:
+    """status.registry and the ModelResolved condition for a models:/ URI (both removed
+    otherwise), and the events of this pass's registry answer."""
+    if not registry:
+        status.pop("registry", None)
+        status["conditions"] = [cond for cond in status["conditions"] if cond["type"] != c.MODEL_RESOLVED]
+        return []
+    stable = status.get("stable") or ({"model": status["model"]} if status.get("model") else None)
+    out = mr.with_observations(registry, list(observed.pods) + list(observed.canary_pods), stable, status.get("rollout"))
+    status["registry"] = out
+    if out.get("message"):
+        reason, _, detail = str(out["message"]).partition(": ")
+        serving = f"; serving version {out['version']} as before" if out.get("version") else ""
+        cond = condition(c.MODEL_RESOLVED, c.FALSE, reason or "RegistryError", f"{detail or out['message']}{serving}", generation)
+    elif out.get("version"):
+        alias = f" (alias {out['alias']})" if out.get("alias") else ""
+        moved = f"; the alias points at version {out['aliasVersion']} now (model.follow is off)" if out.get("aliasVersion") else ""
+        cond = condition(c.MODEL_RESOLVED, c.TRUE, c.RESOLVED, (
+            f"{out.get('uri')}{alias}: {out.get('name')} version {out['version']}"
+            f"{', run ' + out['runId'] if out.get('runId') else ''}{moved}"
+        ), generation)
+    else:
+        cond = condition(c.MODEL_RESOLVED, c.UNKNOWN, c.NOT_RESOLVED, f"{out.get('uri')}: not resolved yet", generation)
+    before = {k["type"]: k for k in previous.get("conditions") or ()}.get(c.MODEL_RESOLVED) or {}
+    same = before.get("status") == cond["status"] and before.get("reason") == cond["reason"]
+    cond["lastTransitionTime"] = before.get("lastTransitionTime") if same and before.get("lastTransitionTime") else _now()
+    status["conditions"] = [k for k in status["conditions"] if k["type"] != c.MODEL_RESOLVED] + [cond]
+    events = []  # a changed ModelResolved has its event from transitions()
+    if pin is not None and pin.moved is not None:
+        what = f"alias {out.get('alias')}" if out.get("alias") else out.get("uri")
+        events.append(Event("Normal", "AliasMoved", (
+            f"{what} of {out.get('name')} moved from version {pin.moved[0]} to {pin.moved[1]}: rolling it out"
+        )))
+    return events
+
+
+def _retraining_part(
+    kube: Kube, body: Mapping[str, Any], spec: Mapping[str, Any], status: dict[str, Any], previous: Mapping[str, Any],
+    settings: Mapping[str, Any] | None, now: float,
+) -> tuple[Notification | None, list[Event]]:
+    """status.retraining for spec.monitoring.retraining: the trigger judged on this pass's
+    status, its Job created when it fires and read while it runs; the CloudEvent for the
+    webhook (sent once the status saying so is written) and the event."""
+    if not settings:
+        status.pop("retraining", None)
+        return None, []
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    part, firing = retraining.decide(settings, previous.get("retraining") or {}, status, now)
+    pin = status.get("registry") or {}
+    model = (status.get("stable") or {}).get("model") or spec.get("model") or {}
+    version = str(pin.get("version") or model.get("version") or "")
+    model_name = str(pin.get("name") or name)
+    events: list[Event] = []
+    notification = None
+    if firing is not None:
+        part["modelVersion"] = version
+        events.append(Event("Warning", "RetrainingTriggered", f"retraining fired (#{firing.number}): {firing.reason}"))
+        if settings.get("job"):
+            job = job_name(name, firing.number)
+            env = {"MODEL_NAME": model_name, "MODEL_VERSION": version, "MODEL_URI": str(model.get("uri") or ""),
+                   "RETRAINING_REASON": firing.reason, "MODELDEPLOYMENT_NAMESPACE": namespace, "MODELDEPLOYMENT_NAME": name}
+            owner = {"apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"), "kind": body.get("kind", "ModelDeployment"),
+                     "name": name, "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+            try:
+                if kube.get("batch/v1", "Job", namespace, job) is None:
+                    kube.apply(render_job(name, namespace, owner, settings["job"], firing.number, env))
+                part["job"], part["jobPhase"] = job, "Running"
+            except (ApiError, ChildConflict) as err:
+                part["message"] = f"could not create Job {job}: {err}"
+                events.append(Event("Warning", "RetrainingJobFailed", part["message"]))
+        source = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        data = {"namespace": namespace, "name": name, "model": model_name, "version": version, "uri": model.get("uri"),
+                "reason": firing.reason, "fired": firing.number, "drift": status.get("drift"), "job": part.get("job")}
+        notification = Notification("retraining", "io.modeldeploy.retraining.triggered", f"{namespace}/{name}", source, data,
+                                    f"{namespace}/{name}: retraining fired: {firing.reason}")
+    elif part.get("job") and part.get("jobPhase") == "Running":
+        try:
+            found = retraining.job_phase(kube.get("batch/v1", "Job", namespace, str(part["job"])))
+        except ApiError:
+            found = "Running"
+        part["jobPhase"] = found or "Failed"
+        if found is None:
+            part["message"] = f"Job {part['job']} is gone"
+        elif found != "Running":
+            events.append(Event("Normal" if found == "Succeeded" else "Warning", f"RetrainingJob{found}",
+                                f"retraining Job {part['job']} {found.lower()}"))
+    status["retraining"] = part
+    return notification, events
+
+
 def render_key(
     spec: Mapping[str, Any], variants: Variants, config: OperatorConfig, fallback: Mapping[str, Any] | None = None,
 ) -> str:
@@ -300,7 +409,7 @@ def render_key(
 def reconcile(
     kube: Kube, config: OperatorConfig, body: Mapping[str, Any], tick: Tick | None = None, children: bool = True,
     rendered: MutableMapping[str, str] | None = None, drift: Mapping[str, Any] | None = None,
-    notifier: Notifier | None = None, answered: int | None = None,
+    notifier: Notifier | None = None, answered: int | None = None, pin: mr.PinRead | None = None,
 ) -> dict[str, Any]:
     """Bring the children of one ModelDeployment in line with its spec; return the status.
 
@@ -315,12 +424,18 @@ def reconcile(
     last one in status is kept. ``notifier``: where spec.rollout.notify's notifications
     go once the status saying so is written. ``answered``: requests the fallback's pods
     answered since the last read (progress.watch_fallback), None when not read this pass.
+    ``pin``: what the model registry just answered for a models:/ URI (controller/pins.py),
+    None when it was not asked this pass (status.registry is kept).
     """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     previous = dict(body.get("status") or {})
-    spec = body.get("spec") or {}
+    registry = dict(pin.status) if pin is not None else dict(previous.get("registry") or {})
+    # A models:/ URI works as the models:/NAME/VERSION it is pinned to (api/modelregistry.py).
+    spec, unresolved = mr.pinned(body.get("spec") or {}, {"registry": registry}, config.mlflow_tracking_uri)
     validated, problems = validate(name, spec, config.registry)
+    if unresolved is not None:
+        validated, problems = None, problems + [Problem("spec.model.uri", unresolved)]
     if config.runtimes.error:
         log.error("%s", config.runtimes.error)
 
@@ -347,14 +462,14 @@ def reconcile(
         if stable is None:
             validated = None
         elif children or (rendered is not None and rendered.get(meta["uid"]) != key):
-            target = Target(name, namespace, meta["uid"], stable.spec, stable.runtime, config.storage_initializer_image)
-            fallback = _fallback(kube, config, target, spec, backup)
+            target = target_of(name, namespace, meta["uid"], stable, config.storage_initializer_image, registry)
+            fallback = _fallback(kube, config, target, spec, backup, registry)
             canary = None
             if variants.canary_spec is not None and variants.state is not None:
                 # An explicit canary (spec.canary) is a spec of its own; validate() checked it already.
                 chosen = validated if variants.canary_spec is spec else validate(name, variants.canary_spec, config.registry)[0]
                 if chosen is not None:
-                    canary = _canary(kube, config, target, chosen, variants, fallback)
+                    canary = _canary(kube, config, target, chosen, variants, fallback, registry)
                     applied = canary.provider.applied_weight(target.spec, canary.split, running_replicas=canary.running_replicas)
             if rendered is not None:
                 rendered.pop(meta["uid"], None)
@@ -399,6 +514,9 @@ def reconcile(
     )
     status = compute_status(previous, observed, _now())
     status.update(rollout_part)
+    registry_events = _registry_part(status, previous, registry, pin, observed, meta.get("generation", 0))
+    retrain = ((spec.get("monitoring") or {}).get("retraining")) if validated is not None else None
+    firing, retrain_events = _retraining_part(kube, body, spec, status, previous, retrain, now)
     if fallback_part is not None:
         status["fallback"] = fallback_part
     else:
@@ -406,7 +524,8 @@ def reconcile(
     patch = status_patch(previous, status)
     if patch:
         kube.patch_status(namespace, name, patch)
-        for event in transitions(previous, status) + _rollout_events(previous, status) + _fallback_events(previous, status):
+        events = transitions(previous, status) + _rollout_events(previous, status) + _fallback_events(previous, status)
+        for event in events + registry_events + retrain_events:
             try:
                 kube.post_event(body, event.type, event.reason, redact(event.message))
             except ApiError as err:
@@ -414,6 +533,8 @@ def reconcile(
         hooks = validated.spec.rollout.notify if validated is not None and validated.spec.rollout else None
         if notifier is not None and hooks:
             notifier.send(hooks, notifications(namespace, name, previous, status))
+        if notifier is not None and firing is not None and retrain and retrain.get("webhook"):
+            notifier.send([Webhook.model_validate({**retrain["webhook"], "format": "cloudevents", "events": None})], [firing])
     if apply_error:
         raise ReconcileError(apply_error)
     if conflicts:

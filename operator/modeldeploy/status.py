@@ -408,7 +408,7 @@ def compute_status(previous: Mapping[str, Any], observed: Observed, now: str) ->
 _SUMMARIES = (c.RECONCILING, c.STALLED)
 _BAD = {
     (c.INVALID_SPEC, c.TRUE), (c.READY, c.FALSE), (c.AVAILABLE, c.FALSE), (c.PROGRESSING, c.FALSE),
-    (c.DRIFTING, c.TRUE),
+    (c.DRIFTING, c.TRUE), (c.MODEL_RESOLVED, c.FALSE),
 }
 
 

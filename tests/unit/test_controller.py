@@ -512,7 +512,7 @@ def passes(monkeypatch) -> list[bool]:
 
     seen: list[bool] = []
 
-    def reconcile(client, config, body, planned=None, children=True, rendered=None, drift=None, notifier=None, answered=None):
+    def reconcile(client, config, body, planned=None, children=True, rendered=None, drift=None, notifier=None, answered=None, pin=None):
         seen.append(children)
         if body["metadata"].get("annotations", {}).get("fail"):
             raise ApiError(500, "failed")
@@ -563,14 +563,14 @@ def test_after_a_failed_pass_and_after_a_change_during_a_pass_the_next_is_full(p
     # A child event while a full pass runs: that pass cannot have seen it.
     from modeldeploy.controller import manager
 
-    def changes_during_the_pass(client, config, body, planned=None, children=True, rendered=None, drift=None, notifier=None, answered=None):
+    def changes_during_the_pass(client, config, body, planned=None, children=True, rendered=None, drift=None, notifier=None, answered=None, pin=None):
         passes.append(children)
         operator.observe("MODIFIED", obj("Service", "iris", 100 + len(passes)))
         return {}
     operator.observe("MODIFIED", obj("Deployment", "iris-stable", 50))
     monkeypatch.setattr(manager, "reconcile", changes_during_the_pass)
     operator.run(key)
-    monkeypatch.setattr(manager, "reconcile", lambda client, config, body, planned=None, children=True, rendered=None, drift=None, notifier=None, answered=None: passes.append(children) or {})
+    monkeypatch.setattr(manager, "reconcile", lambda client, config, body, planned=None, children=True, rendered=None, drift=None, notifier=None, answered=None, pin=None: passes.append(children) or {})
     operator.observe("MODIFIED", obj("Pod", "iris-1", 200))
     operator.run(key)
     assert passes[-2:] == [True, True]

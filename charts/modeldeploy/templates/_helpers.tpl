@@ -61,6 +61,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# spec.model.registry.secretName: the MLflow credentials a models:/ URI is resolved with,
+# read by name when the registry is asked (never listed or watched).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+# spec.monitoring.retraining.job: the retraining Jobs, created once per cooldown and read
+# for their outcome.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, create]
 {{- end -}}
 
 {{/* Cluster-scoped reads Kopf makes at start (no write). */}}

@@ -17,7 +17,9 @@ STALLED = "Stalled"
 # Drift of stable's live inputs/outputs against the training profile (spec.monitoring.drift);
 # present only when drift is monitored, True when a score is past the threshold.
 DRIFTING = "Drifting"
-CONDITION_TYPES = (READY, AVAILABLE, PROGRESSING, INVALID_SPEC, RECONCILING, STALLED, DRIFTING)
+# spec.model.uri models:/...: whether the MLflow registry answered for it; present only then.
+MODEL_RESOLVED = "ModelResolved"
+CONDITION_TYPES = (READY, AVAILABLE, PROGRESSING, INVALID_SPEC, RECONCILING, STALLED, DRIFTING, MODEL_RESOLVED)
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -69,6 +71,11 @@ DRIFT_NOT_MEASURED = "DriftNotMeasured"
 # Reconciling False / Stalled False reasons.
 RECONCILED = "Reconciled"
 MAKING_PROGRESS = "MakingProgress"
+
+# ModelResolved reasons (False: the registry's error, k8s/mlflow.RegistryError.reason:
+# RegistryUnavailable, RegistryUnauthorized, ModelNotFound, VersionNotFound, AliasNotFound).
+RESOLVED = "Resolved"
+NOT_RESOLVED = "NotResolved"
 
 # Phases, derived from conditions (never stored on their own).
 PHASE_PENDING = "Pending"

@@ -57,18 +57,79 @@ class Model(BaseModel):
     )
 
 
+# A registered model in an MLflow model registry: models:/NAME/VERSION, models:/NAME@ALIAS
+# or models:/NAME/latest (api/modelregistry.py parses it).
+REGISTRY_URI_PATTERN = r"^models:/[^/@\s]+(/[0-9]+|/latest|@[A-Za-z0-9_-]+)$"
+
+
+class ModelRegistry(Model):
+    """The MLflow tracking server that resolves a models:/ URI (default: the operator's,
+    MODELDEPLOY_MLFLOW_TRACKING_URI)."""
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        max_length=2048,
+        description="Base URL of the MLflow tracking server, e.g. http://mlflow.mlflow:5000 (default: the operator's).",
+    )
+    secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description=(
+            "Secret in the same namespace with MLFLOW_TRACKING_TOKEN (a bearer token) or "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic auth): the operator "
+            "resolves the URI with them, and the storage initializer downloads mlflow-artifacts:/ "
+            "artifacts through the tracking server with them."
+        ),
+    )
+    poll_interval_seconds: int = Field(
+        default=60,
+        ge=5,
+        le=86400,
+        description=(
+            "How often the registry is asked again: with model.follow, whether the alias moved; "
+            "always, whether the served version still exists."
+        ),
+    )
+    write_tags: bool = Field(
+        default=False,
+        description=(
+            "Tag the model versions with where they serve and how their rollouts ended "
+            "(key modeldeploy.io/NAMESPACE.NAME: serving, rolling-out, rolled-back, retired; "
+            "modeldeploy.io/NAMESPACE.NAME.promoted-at). Needs write access to the registry."
+        ),
+    )
+
+
 class ModelSource(Model):
     """Where the model comes from and what it is."""
+
+    model_config = crd_rules(
+        cel("!has(self.follow) || !self.follow || self.uri.startsWith('models:/')",
+            "model.follow needs a models:/NAME@ALIAS or models:/NAME/latest URI"),
+    )
 
     uri: str = Field(
         min_length=1,
         max_length=2048,
-        pattern=r"^[a-zA-Z][a-zA-Z0-9+.-]*://.+",
+        pattern=r"^([a-zA-Z][a-zA-Z0-9+.-]*://.+|models:/.+)$",
         description=(
             "Storage URI of the model: s3://bucket/path, gs://bucket/path, "
             "http(s)://host/path, pvc://claim-name/path or hf://org/model[:revision]. "
             "Remote URIs are downloaded by the storage-initializer init container into "
-            "/mnt/models; pvc:// is mounted read-only without a copy."
+            "/mnt/models; pvc:// is mounted read-only without a copy. Or a registered model "
+            "of an MLflow model registry (model.registry): models:/NAME/VERSION, "
+            "models:/NAME@ALIAS or models:/NAME/latest, pinned to a version in status.registry "
+            "when first resolved (moved on by model.follow)."
+        ),
+    )
+    registry: ModelRegistry | None = Field(default=None, description=ModelRegistry.__doc__)
+    follow: bool = Field(
+        default=False,
+        description=(
+            "models:/NAME@ALIAS or models:/NAME/latest: when the registry moves the alias to "
+            "another version, roll that version out under spec.rollout as if the spec had "
+            "changed. A version that rolled back is not tried again until the alias moves again."
         ),
     )
     format: str | None = Field(
@@ -631,6 +692,41 @@ class DriftMonitoring(Model):
     )
 
 
+class Retraining(Model):
+    """Ask for a new model when the serving one goes stale: when stable's drift score stays
+    above driftAbove for sustainedSeconds, or a rollout rolls back (onRollback), fire once per
+    cooldownSeconds: a CloudEvent to webhook (type io.modeldeploy.retraining.triggered) and/or
+    a Job from job. Each container of the Job gets MODEL_NAME, MODEL_VERSION, MODEL_URI,
+    RETRAINING_REASON, MODELDEPLOYMENT_NAMESPACE and MODELDEPLOYMENT_NAME. A model the Job
+    registers comes back through model.follow. status.retraining tells what fired and how the
+    Job ended."""
+
+    model_config = crd_rules(
+        cel("has(self.driftAbove) || (has(self.onRollback) && self.onRollback)", "set driftAbove, onRollback or both"),
+        cel("has(self.webhook) || has(self.job)", "set webhook, job or both"),
+    )
+
+    drift_above: float | None = Field(
+        default=None, ge=0,
+        description="Fire when stable's drift score (status.drift.score, spec.monitoring.drift) is above this.",
+    )
+    sustained_seconds: int = Field(
+        default=300, ge=0, le=604800, description="How long the score must stay above driftAbove before it fires.",
+    )
+    on_rollback: bool = Field(default=False, description="Fire when a rollout rolls back or fails.")
+    cooldown_seconds: int = Field(
+        default=3600, ge=10, le=2592000, description="At most one firing per this many seconds, however often the trigger holds.",
+    )
+    webhook: Webhook | None = Field(default=None, description="Where the CloudEvent goes (format and events are ignored: always a CloudEvent).")
+    job: PassThrough | None = Field(
+        default=None,
+        description=(
+            "A Kubernetes JobSpec (batch/v1: template, backoffLimit, ...); each firing creates Job NAME-retrain-N from it, "
+            "owned by the ModelDeployment (ttlSecondsAfterFinished is the JobSpec's own)."
+        ),
+    )
+
+
 class Monitoring(Model):
     """What the model servers watch. Honoured by the modeldeploy model server (the shipped runtimes)."""
 
@@ -641,6 +737,7 @@ class Monitoring(Model):
         description="Accept ground truth at POST /v2/models/NAME/feedback ({id, label}) and keep recent predictions to join it "
         "with; the operator exports online accuracy per variant. On by itself with analysis.minAccuracy or minAgreement.",
     )
+    retraining: Retraining | None = Field(default=None, description=Retraining.__doc__)
 
 
 class ModelDeploymentSpec(Model):

@@ -163,6 +163,61 @@ class FallbackStatus(Model):
     message: str | None = Field(default=None, description="Why there is nothing to fall back to, when there is not.")
 
 
+class RegistryVersion(Model):
+    """One model version the serving objects are rendered from, as the registry resolved it."""
+
+    version: str = Field(description="The registry's version number.")
+    artifact_uri: str | None = Field(default=None, description="Where its files are (model-versions/get-download-uri).")
+    run_id: str | None = Field(default=None, description="The MLflow run that logged it.")
+    format: str | None = Field(default=None, description="Model format read from its MLmodel flavors (absent: not readable).")
+    digest: str | None = Field(
+        default=None, description="sha256 of the files the storage initializer downloaded (reported by the serving pods).",
+    )
+
+
+class RegistryStatus(Model):
+    """spec.model.uri models:/...: the version it is pinned to, and what the registry last said."""
+
+    uri: str | None = Field(default=None, description="The spec's models:/ URI this pin answers.")
+    tracking_uri: str | None = Field(default=None, description="The MLflow tracking server asked.")
+    name: str | None = Field(default=None, description="Registered model name.")
+    alias: str | None = Field(default=None, description="The alias followed (latest for models:/NAME/latest).")
+    version: str | None = Field(default=None, description="The version the URI is pinned to: what serves once promoted.")
+    run_id: str | None = Field(default=None, description="The run that logged that version.")
+    artifact_uri: str | None = Field(default=None, description="That version's artifacts.")
+    digest: str | None = Field(default=None, description="sha256 of that version's files as its pods downloaded them.")
+    alias_version: str | None = Field(
+        default=None, description="Where the alias points now when that is not the pinned version (model.follow is false).",
+    )
+    previous_version: str | None = Field(default=None, description="The version pinned before the alias last moved.")
+    moved_at: str | None = Field(default=None, description="When the pin last moved to another version.")
+    outcome: str | None = Field(
+        default=None, description="What became of the pinned version: rolling-out, serving or rolled-back.",
+    )
+    resolved_at: str | None = Field(default=None, description="When the pin was last resolved.")
+    checked_at: str | None = Field(default=None, description="When the registry last answered.")
+    message: str | None = Field(default=None, description="Why the last ask failed (the serving revision is untouched).")
+    versions: list[RegistryVersion] | None = Field(
+        default=None, max_length=16,
+        description="Every version the serving objects are rendered from (stable, canary, fallback, history) and its artifacts.",
+    )
+
+
+class RetrainingStatus(Model):
+    """spec.monitoring.retraining: what fired it last and how its Job ended."""
+
+    fired: int | None = Field(default=None, description="How many times it has fired.")
+    fired_at: str | None = Field(default=None, description="When it last fired; the next firing waits cooldownSeconds.")
+    reason: str | None = Field(default=None, description="Why it last fired.")
+    model_version: str | None = Field(default=None, description="The model version serving when it fired.")
+    job: str | None = Field(default=None, description="The Job it created last.")
+    job_phase: str | None = Field(default=None, description="Running, Succeeded or Failed: that Job's state.")
+    drift_since: str | None = Field(default=None, description="Since when the drift score has been above driftAbove.")
+    rollback_seen: str | None = Field(default=None, description="The rolled-back rollout revision last counted.")
+    suppressed: str | None = Field(default=None, description="The last trigger that held within the cooldown and did not fire.")
+    message: str | None = Field(default=None, description="Why the last firing could not create its Job.")
+
+
 class ModelDeploymentStatus(Model):
     """Observed state, written by the operator once per reconcile pass."""
 
@@ -195,6 +250,8 @@ class ModelDeploymentStatus(Model):
     )
     drift: DriftStatus | None = Field(default=None, description=DriftStatus.__doc__)
     fallback: FallbackStatus | None = Field(default=None, description=FallbackStatus.__doc__)
+    registry: RegistryStatus | None = Field(default=None, description=RegistryStatus.__doc__)
+    retraining: RetrainingStatus | None = Field(default=None, description=RetrainingStatus.__doc__)
     history: list[PromotedRevision] | None = Field(
         default=None, max_length=HISTORY_KEPT,
         description=f"The last (up to {HISTORY_KEPT}) revisions that became stable, oldest first; the last is status.stable.",

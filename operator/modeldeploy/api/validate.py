@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
+from .modelregistry import is_registry_uri, parse as parse_registry_uri
 from .providers import CAPABILITIES, unsupported
 from .traffic import COOKIE, HEADER, Match, match_problems
 from .quantity import parse_quantity
@@ -44,6 +45,10 @@ MAX_NAME_LENGTH = DNS_LABEL_MAX - 1 - max(len(s) for s in CHILD_SUFFIXES if s !=
 FALLBACK_NAME_LENGTH = DNS_LABEL_MAX - 1 - len("fallback")
 _DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 USE_SECRET = "put the credentials in a Secret and name it in spec.model.secretName"
+REGISTRY_ONLY_IN_MODEL = (
+    "a models:/ URI is resolved for spec.model only: give a storage URI here (status.registry.versions lists "
+    "each version's artifactUri), or roll the version out through spec.model"
+)
 READINESS_PATHS = {"v2": "/v2/health/ready", "v1": "/v1/models/{name}", "http": "/"}
 # Extended resources that Kubernetes does not overcommit: request must equal limit.
 _NATIVE_PREFIXES = ("cpu", "memory", "ephemeral-storage", "hugepages-", "kubernetes.io/")
@@ -94,6 +99,7 @@ def validate(
         return None, problems + [_from_pydantic(e) for e in err.errors()]
 
     problems += _check_uri(parsed.model.uri)
+    problems += _check_registry(parsed)
     problems += _check_resources(parsed.resources)
     problems += _check_traffic(parsed)
     problems += _check_prometheus(parsed.rollout.analysis if parsed.rollout else None)
@@ -208,6 +214,12 @@ def _from_pydantic(error: Mapping[str, Any]) -> Problem:
 
 
 def _check_uri(uri: str) -> list[Problem]:
+    if is_registry_uri(uri):
+        try:
+            parse_registry_uri(uri)
+        except ValueError as err:
+            return [Problem("spec.model.uri", str(err))]
+        return []
     credential = _check_credentials(uri)
     if credential:
         return [Problem("spec.model.uri", credential)]
@@ -221,6 +233,28 @@ def _check_uri(uri: str) -> list[Problem]:
             return [Problem("spec.model.uri", "pvc:// URIs take the form pvc://CLAIM/PATH")]
     if scheme.lower() in ("s3", "gs") and not rest.split("/", 1)[0]:
         return [Problem("spec.model.uri", f"{scheme}:// URIs take the form {scheme}://BUCKET/PATH")]
+    return []
+
+
+def _check_registry(spec: ModelDeploymentSpec) -> list[Problem]:
+    """spec.model.registry and follow go with a models:/ URI; follow with an alias."""
+    model = spec.model
+    if not is_registry_uri(model.uri):
+        if model.registry is not None:
+            return [Problem("spec.model.registry", "is used with a models:/ URI only: remove it or name a registered model")]
+        if model.follow:
+            return [Problem("spec.model.follow", "follows a registry alias: it needs a models:/NAME@ALIAS or models:/NAME/latest URI")]
+        return []
+    if model.follow:
+        try:
+            pinned_version = parse_registry_uri(model.uri).version
+        except ValueError:
+            return []  # _check_uri says why
+        if pinned_version is not None:
+            return [Problem("spec.model.follow", (
+                f"{model.uri} names a version, which never moves: follow an alias (models:/NAME@ALIAS, models:/NAME/latest) "
+                "or remove follow"
+            ))]
     return []
 
 
@@ -377,6 +411,8 @@ def _check_canary(name: str, spec: ModelDeploymentSpec, registry: RuntimeRegistr
     overridden = {part for part in ("model", "runtime") if getattr(canary, part) is not None}
     # The canary's own URI is checked on its own: the same message as stable's is not a repeat.
     uri = [Problem("spec.canary.model.uri", p.message) for p in _check_uri(canary.model.uri)] if canary.model else []
+    if canary.model is not None and is_registry_uri(canary.model.uri):
+        uri.append(Problem("spec.canary.model.uri", REGISTRY_ONLY_IN_MODEL))
     return uri + [_in_canary(p, overridden) for p in problems if p not in known]
 
 
@@ -404,6 +440,8 @@ def _check_fallback(name: str, spec: ModelDeploymentSpec, registry: RuntimeRegis
         )))
     if fallback.model is not None:
         problems += [Problem(f"{field}.model.uri", p.message) for p in _check_uri(fallback.model.uri)]
+        if is_registry_uri(fallback.model.uri):
+            problems.append(Problem(f"{field}.model.uri", REGISTRY_ONLY_IN_MODEL))
         own = spec.model_copy(update={"model": fallback.model, "runtime": fallback.runtime or spec.runtime})
         for p in _resolve_runtime(name, own, registry)[1]:
             problems.append(Problem(field + "." + p.field.removeprefix("spec."), p.message))

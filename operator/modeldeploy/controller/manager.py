@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..api import modelregistry as mr
 from ..api.crd import API_VERSION, KIND
 from ..config import DEFAULT_WORKERS, OperatorConfig
 from ..k8s import ApiError, Kube
@@ -39,6 +40,7 @@ from ..render import labels
 from ..rollout.plan import ACTIVE
 from .cache import ROUTES, WATCHED, Cache, Key
 from .client import CachedClient
+from .pins import Pins
 from .queue import WorkQueue
 from .telemetry import CURRENT, Telemetry
 from .workers import Result, Workers
@@ -51,6 +53,8 @@ TICK_SECONDS = 2.0
 # fallback's answers (spec.traffic.fallback) from the fallback's pods.
 DRIFT_SECONDS = 30.0
 RESYNC_SECONDS = 300.0
+# How often a running retraining Job (spec.monitoring.retraining.job) is looked at.
+JOB_SECONDS = 10.0
 REGISTRY_POLL_SECONDS = 5.0
 
 
@@ -84,6 +88,8 @@ class Operator:
         self.windows = Windows()
         self.telemetry = Telemetry()
         self.notifier = Notifier()
+        self.pins = Pins(self.client, lambda: self.config.mlflow_tracking_uri)
+        self._tags: dict[Key, dict[str, dict[str, str]]] = {}  # registry tags written, by version
         self.workers = Workers(self.queue, self.run, workers=workers, resync=resync, quiet=(ApiError, ReconcileError))
         self._clock = clock
         self._started = clock()  # watch_fallback: pods created since are counted whole
@@ -176,6 +182,8 @@ class Operator:
                 self._seen.discard(key)
                 self._changes.pop(key, None)
                 self._clean.pop(key, None)
+                self._tags.pop(key, None)
+            self.pins.forget(key)
             self.telemetry.forget(key)
             if body is not None:
                 self.client.forget(body["metadata"].get("uid", ""))
@@ -191,8 +199,12 @@ class Operator:
         # a resync period (a resync is always a full pass): status only, unless what the
         # children are rendered from changed (reconcile compares self._rendered).
         full = clean is None or clean[0] != changes or now - clean[1] >= self._resync / 2
+        # A models:/ URI: the registry is asked when due; the pass works with the version
+        # it is pinned to (the tick too, so the canary it judges is the one rendered).
+        pin = self.pins.read(key, body, now)
+        view = self._pinned_view(body, pin)
         if ticking:
-            planned = tick(self.client, self.windows, body, now, self.config.registry)
+            planned = tick(self.client, self.windows, view, now, self.config.registry)
             with self._guard:
                 self._ticked[key] = now
             if planned is not None and planned.labelled:
@@ -207,9 +219,9 @@ class Operator:
             with self._guard:
                 last_read = self._drift_read.get(key)
             if last_read is None or now - last_read >= DRIFT_SECONDS - 0.1:
-                stable = stable_pods(self.client, body)
+                stable = stable_pods(self.client, view)
                 if settings is not None:
-                    drift = watch_drift(settings, body, stable)
+                    drift = watch_drift(settings, view, stable)
                 if feedback:
                     with self._guard:
                         joins = self._joins.setdefault(key, Joins())
@@ -225,8 +237,11 @@ class Operator:
                 with self._guard:
                     self._drift_read[key] = now
         status = reconcile(self.client, self.config, body, planned, children=full, rendered=self._rendered, drift=drift,
-                           answered=answered, notifier=self.notifier)
+                           answered=answered, notifier=self.notifier, pin=pin)
         self.telemetry.update(key, status)
+        if mr.writes_tags(spec):
+            self._write_tags(key, body, status)
+        registry_due = self.pins.next_due(key, spec)
         with self._guard:
             self._clean[key] = (changes, now) if full else clean  # type: ignore[assignment]
             first = key not in self._seen
@@ -238,12 +253,47 @@ class Operator:
             with self._guard:
                 self._ticked.pop(key, None)
                 last_read = self._drift_read.get(key)
-            if watched and last_read is not None:
-                return Result(requeue_after=max(0.0, last_read + DRIFT_SECONDS - self._clock()))
+            due = [last_read + DRIFT_SECONDS] if watched and last_read is not None else []
+            due += [registry_due] if registry_due is not None else []
+            if (status.get("retraining") or {}).get("jobPhase") == "Running":
+                due.append(now + JOB_SECONDS)  # a Job's end sends the operator no event
+            if due:
+                return Result(requeue_after=max(0.0, min(due) - self._clock()))
             return Result()
         with self._guard:
             last = self._ticked.get(key)
         return Result(requeue_after=0.0 if last is None else max(0.0, last + TICK_SECONDS - self._clock()))
+
+    def _pinned_view(self, body: Mapping[str, Any], pin: mr.PinRead | None) -> Mapping[str, Any]:
+        """``body`` as this pass sees it: a models:/ URI replaced by the version it is pinned
+        to, status.registry as just answered (reconcile does the same with the real body)."""
+        spec = body.get("spec") or {}
+        if not mr.is_registry_uri((spec.get("model") or {}).get("uri")):
+            return body
+        status = dict(body.get("status") or {})
+        if pin is not None:
+            status["registry"] = pin.status
+        pinned, _ = mr.pinned(spec, status, self.config.mlflow_tracking_uri)
+        return {**body, "spec": pinned, "status": status}
+
+    def _write_tags(self, key: Key, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """spec.model.registry.writeTags: put on each version what status says of it, once
+        (a failed write is tried again by the next pass)."""
+        namespace, name = key
+        wanted = mr.tags_wanted(namespace, name, status)
+        with self._guard:
+            written = self._tags.setdefault(key, {})
+        model_name = (status.get("registry") or {}).get("name")
+        for version, tags in wanted.items():
+            todo = {k: v for k, v in tags.items() if written.get(version, {}).get(k) != v}
+            if not todo or not model_name:
+                continue
+            error = self.pins.tag(body, str(model_name), version, todo)
+            if error is not None:
+                log.warning("%s/%s: tagging %s version %s: %s", namespace, name, model_name, version, error)
+                continue
+            with self._guard:
+                written.setdefault(version, {}).update(todo)
 
     def _tick_due(self, key: Key, now: float) -> bool:
         with self._guard:

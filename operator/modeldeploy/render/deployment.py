@@ -68,11 +68,22 @@ def _storage_initializer(target: Target) -> dict[str, Any]:
     env = [{"name": "MODEL_DOWNLOAD_TIMEOUT", "value": str(model.download_timeout_seconds)}]
     if model.endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": model.endpoint})
+    source = model.uri
+    secrets = [model.secret_name] if model.secret_name else []
+    if target.artifact is not None:
+        # A registered model: its artifacts, through the tracking server when it proxies them
+        # (mlflow-artifacts:/), with the registry's credentials.
+        source = target.artifact.uri
+        if target.artifact.tracking_uri:
+            env.append({"name": "MLFLOW_TRACKING_URI", "value": target.artifact.tracking_uri})
+        registry_secret = model.registry.secret_name if model.registry else None
+        if registry_secret and registry_secret not in secrets:
+            secrets.append(registry_secret)
     container: dict[str, Any] = {
         "name": INITIALIZER_CONTAINER,
         "image": target.storage_initializer_image,
         "imagePullPolicy": "IfNotPresent",
-        "args": [model.uri, MODEL_MOUNT],
+        "args": [source, MODEL_MOUNT],
         "env": env,
         "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT}, {"name": TMP_VOLUME, "mountPath": "/tmp"}],
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
@@ -80,9 +91,9 @@ def _storage_initializer(target: Target) -> dict[str, Any]:
         # Its last line (ModelFetchFailed: ...) becomes the pod's termination message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if model.secret_name:
+    if secrets:
         # Credentials only ever come from a Secret, never from the spec itself.
-        container["envFrom"] = [{"secretRef": {"name": model.secret_name}}]
+        container["envFrom"] = [{"secretRef": {"name": secret}} for secret in secrets]
     return container
 
 
@@ -190,8 +201,15 @@ def _pod_metadata(target: Target, variant: str) -> dict[str, Any]:
         annotations[labels.MODEL_FORMAT] = spec.model.format
     if spec.model.version:
         annotations[labels.MODEL_VERSION] = spec.model.version
+    registered = {}
+    if target.artifact is not None:
+        annotations[labels.REGISTRY_MODEL] = target.artifact.name
+        annotations[labels.ARTIFACT_URI] = target.artifact.uri
+        if target.artifact.run_id:
+            annotations[labels.REGISTRY_RUN] = target.artifact.run_id
+        registered[labels.REGISTRY_VERSION] = target.artifact.version
     # The operator's labels win over the user's: the selector depends on them.
-    pod_labels = {**((user and user.labels) or {}), **labels.variant(target.name, variant)}
+    pod_labels = {**((user and user.labels) or {}), **registered, **labels.variant(target.name, variant)}
     return {"labels": pod_labels, "annotations": annotations}
 
 

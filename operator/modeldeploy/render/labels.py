@@ -27,6 +27,12 @@ MODEL_URI = f"{DOMAIN}/model-uri"
 MODEL_FORMAT = f"{DOMAIN}/model-format"
 MODEL_VERSION = f"{DOMAIN}/model-version"
 RUNTIME = f"{DOMAIN}/runtime"
+# A model from an MLflow registry (models:/NAME/VERSION): its name, version and run, on the
+# pods too (the version as a label, so `kubectl get pods -l modeldeploy.io/registry-version=3`).
+REGISTRY_MODEL = f"{DOMAIN}/registry-model"
+REGISTRY_VERSION = f"{DOMAIN}/registry-version"
+REGISTRY_RUN = f"{DOMAIN}/registry-run-id"
+ARTIFACT_URI = f"{DOMAIN}/artifact-uri"
 # On every child: a digest of the manifest the operator last applied (controller/client.py).
 APPLIED = f"{DOMAIN}/applied"
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.crd import API_VERSION, KIND
+from ..api.modelregistry import Artifact
 from ..api.validate import ResolvedRuntime
 from ..api.spec import ModelDeploymentSpec
 
@@ -24,6 +25,8 @@ class Target:
     spec: ModelDeploymentSpec
     runtime: ResolvedRuntime
     storage_initializer_image: str
+    # spec.model is a pinned models:/NAME/VERSION: what the storage initializer downloads.
+    artifact: Artifact | None = None
 
     def owner_reference(self) -> dict[str, Any]:
         """Makes the ModelDeployment own the child: deleting it garbage-collects the child.
