@@ -14,15 +14,17 @@ to) raises PluginError with a message that says what to do instead.
 | pause / resume | spec.rollout.paused = true / false |
 | abort | spec.rollout.abort = true |
 | retry | metadata.annotations["modeldeploy.io/retry"] = a new token (and spec.rollout.abort = false when set) |
-| undo | spec.model and spec.runtime of a promoted revision, spec.canary removed (and spec.rollout.abort = false when set) |
+| undo | spec.model and spec.runtime of a promoted revision, spec.canary removed (and spec.rollout.abort = false when set); for a models:/ model, the user's spec.model.registry settings kept and spec.model.follow = false when it was set |
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api import modelregistry as mr
 from ..api.annotations import PROMOTE, PROMOTE_FULL, RETRY
 from ..rollout.history import undo_target
 from ..rollout.plan import RETRYABLE, Phase
@@ -158,15 +160,56 @@ def merge_patch(old: Any, new: Any) -> Any:
     return out
 
 
+def pinned_spec(md: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec as the operator records its revisions (api.modelregistry.pinned): a models:/
+    alias replaced by the version status.registry pinned it to, follow, pollIntervalSeconds
+    and writeTags left out, so that it compares with status.history; any other spec, or one
+    not pinned yet, as it is."""
+    spec, status = md.get("spec") or {}, md.get("status") or {}
+    pinned, _ = mr.pinned(spec, status, (status.get("registry") or {}).get("trackingUri"))
+    return pinned
+
+
+def _undo_model(spec_model: Mapping[str, Any], target: Mapping[str, Any], default_tracking: str | None) -> dict[str, Any]:
+    """spec.model as the revision asks for it. A models:/ revision keeps the user's
+    spec.model.registry (pollIntervalSeconds, writeTags) under the revision's url and
+    secretName, and leaves the url out when the spec had none and the revision's is the
+    operator's default (``default_tracking``); follow, when the spec has it, becomes false:
+    a pinned version never moves, and an alias left followed would roll its version out again."""
+    model = dict(target.get("model") or {})
+    if mr.is_registry_uri(model.get("uri")):
+        mine = dict(spec_model.get("registry") or {})
+        registry = {**mine, **dict(model.get("registry") or {})}
+        if "url" not in mine and registry.get("url") == default_tracking:
+            registry.pop("url", None)
+        if registry:
+            model["registry"] = registry
+        else:
+            model.pop("registry", None)
+    if "follow" in spec_model:
+        model["follow"] = False
+    return model
+
+
+def _following(md: Mapping[str, Any]) -> str | None:
+    """The models:/ alias (or latest) spec.model follows, None when it follows none."""
+    spec = md.get("spec") or {}
+    return str(spec["model"]["uri"]) if mr.following(spec) else None
+
+
 def undo(md: Mapping[str, Any], to_revision: str | None = None) -> Change:
     """Ask for a promoted revision again, as reverting the commit in git would: spec.model
     and spec.runtime become the revision's and spec.canary goes (it would overlay them).
-    The default revision is the previous promoted one (rollout.history.undo_target)."""
+    The default revision is the previous promoted one (rollout.history.undo_target, of
+    the spec pinned as the history records it: ``pinned_spec``). A followed alias is no
+    longer followed (spec.model.follow = false): the output says so and how to follow it
+    again."""
     name, policy = _name(md), _policy(md)
     spec, history = md.get("spec") or {}, (md.get("status") or {}).get("history") or []
     if not history:
         raise PluginError(f"{name}: no promoted revision recorded yet (status.history is empty){_unobserved(md)}")
-    target = undo_target(history, spec, to_revision)
+    pinned = pinned_spec(md)
+    target = undo_target(history, pinned, to_revision)
     if target is None:
         if to_revision is not None:
             known = ", ".join(str(item.get("number")) for item in history)
@@ -174,9 +217,12 @@ def undo(md: Mapping[str, Any], to_revision: str | None = None) -> Change:
         raise PluginError(f"{name}: no earlier promoted revision to go back to (kubectl modeldeploy history {name})")
     label = f"revision {target.get('number')} ({model_label(target.get('model'))}, {target.get('revision')})"
     patch: dict[str, Any] = {}
-    model = merge_patch(spec.get("model") or {}, dict(target.get("model") or {}))
-    if model:
-        patch["model"] = model
+    spec_model = spec.get("model") or {}
+    if pinned.get("model") != target.get("model") or _following(md):
+        default_tracking = ((md.get("status") or {}).get("registry") or {}).get("trackingUri")
+        model = merge_patch(spec_model, _undo_model(spec_model, target, default_tracking))
+        if model:
+            patch["model"] = model
     if target.get("runtime") is not None:
         runtime = merge_patch(spec.get("runtime") or {}, dict(target["runtime"]))
         if runtime:
@@ -192,10 +238,21 @@ def undo(md: Mapping[str, Any], to_revision: str | None = None) -> Change:
     stable = target is history[-1]
     then = ("it is the stable revision: the canary is dropped and stable keeps all traffic" if stable
             else f"it rolls out as a canary (kubectl modeldeploy status {name} --watch)")
-    return Change(
-        {"spec": patch}, f"{name}: rolling back to {label}: {then}",
-        ("in a GitOps setup make the same change in git, or the next sync puts spec.model back",),
-    )
+    notes: tuple[str, ...] = ("in a GitOps setup make the same change in git, or the next sync puts spec.model back",)
+    alias = _following(md) if "model" in patch else None
+    if alias is not None:
+        then += f"; alias following is now off: {alias} no longer moves {name} (spec.model.follow=false)"
+        notes += (_follow_again(md, alias),)
+    return Change({"spec": patch}, f"{name}: rolling back to {label}: {then}", notes)
+
+
+def _follow_again(md: Mapping[str, Any], alias: str) -> str:
+    """How to undo the undo's `follow: false`, as one command the user can paste."""
+    name, namespace = _name(md), md["metadata"].get("namespace")
+    body = json.dumps({"spec": {"model": {"uri": alias, "follow": True}}}, separators=(",", ":"))
+    return (f"to follow {alias} again, set spec.model.uri back to it with follow: true (in git, or kubectl patch "
+            f"modeldeployment {name}{' -n ' + namespace if namespace else ''} --type merge -p '{body}'): "
+            f"the version it points to then rolls out under spec.rollout")
 
 
 def with_resource_version(patch: Mapping[str, Any], resource_version: str | None) -> dict[str, Any]:

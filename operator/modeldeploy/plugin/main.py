@@ -4,7 +4,8 @@ https://kubernetes.io/docs/tasks/extend-kubectl/kubectl-plugins/).
 
 Every failure ends in one line on stderr saying what to do and a non-zero exit, never a
 traceback: exit 1 for a refused request or an API error, 2 for bad arguments (argparse),
-130 on Ctrl-C. `status --watch` exits 1 when the rollout it watched rolled back or failed.
+130 on Ctrl-C. `status --watch` exits 1 when the rollout it watched rolled back or failed,
+`where` exits 1 when nothing serves the model (as grep does when nothing matches).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
     command("history", "the promoted revisions (status.history)")
     undo = command("undo", "roll the previous promoted revision out again (writes spec.model/spec.runtime)")
     undo.add_argument("--to-revision", metavar="N", help="the revision number (or hash) from `history` instead")
+    where = command("where", "the ModelDeployments serving MODEL, one line per variant (stable, canary, fallback), "
+                    "in every namespace unless -n is given", named=False)
+    where.add_argument("model", metavar="MODEL", help="a registered model: NAME, NAME/VERSION, NAME@ALIAS or models:/...; "
+                       "else a URI, matched exactly or as a prefix ending at a /")
+    where.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace (the default without -n)")
     return top
 
 
@@ -145,6 +151,30 @@ def run_history(session: Session, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def run_where(session: Session, args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        query = view.model_query(args.model)
+    except ValueError as err:
+        raise PluginError(str(err)) from None
+    namespace = None if args.all_namespaces else args.namespace
+    try:
+        mds = session.list(namespace)
+    except ApiError as err:
+        if err.status == 403 and namespace is None:
+            raise PluginError(f"not allowed to list ModelDeployments in every namespace ({err.message}): "
+                              f"use -n NAMESPACE, or ask for list on modeldeployments.modeldeploy.io cluster-wide") from None
+        raise
+    text = view.where_view(mds, query, all_namespaces=namespace is None)
+    if text is None:
+        if not mds:
+            _require_crd(session)
+        print(f"No ModelDeployment serves {args.model} {'in namespace ' + namespace if namespace else 'in any namespace'}.",
+              file=sys.stderr)
+        return 1
+    out.write(text + "\n")
+    return 0
+
+
 def steer(session: Session, namespace: str, name: str, decide: Callable[[Mapping[str, Any]], Change], out: TextIO) -> int:
     """Read, decide, write only the version decided on; on a conflict (the operator wrote
     status meanwhile) read and decide again."""
@@ -200,6 +230,8 @@ def execute(args: argparse.Namespace, out: TextIO) -> int:
             return run_status(session, args, out)
         if args.command == "history":
             return run_history(session, args, out)
+        if args.command == "where":
+            return run_where(session, args, out)
         return steer(session, args.namespace or session.namespace, args.name, _steering(args), out)
     except ApiError as err:
         raise PluginError(describe(err, session)) from None

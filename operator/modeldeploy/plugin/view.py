@@ -1,4 +1,4 @@
-"""PURE: the text `kubectl modeldeploy get`, `status` and `history` print.
+"""PURE: the text `kubectl modeldeploy get`, `status`, `history` and `where` print.
 
 Modelled on Argo Rollouts' `kubectl argo rollouts list rollouts` and `get rollout`: a
 header of `Key: value` lines (phase, message, the rollout's revision, step and weights),
@@ -10,12 +10,15 @@ is passed in, so the same objects always print the same text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import ValidationError
 
+from ..api import modelregistry as mr
 from ..api.spec import ModelDeploymentSpec
 from ..render import labels, names
 from ..rollout.plan import ACTIVE, Phase
@@ -173,6 +176,51 @@ def ready_counts(pods: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]
         ready, total = counts.get(_variant_of_pod(pod), (0, 0))
         counts[_variant_of_pod(pod)] = (ready + pod_ready(pod), total + 1)
     return counts
+
+
+# -- MLflow registry URIs ---------------------------------------------------------------
+
+
+def registry_ref(uri: Any) -> mr.Ref | None:
+    """A models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest URI's parts (alias
+    "latest" for the last, as status.registry records it); None for any other URI."""
+    if not mr.is_registry_uri(uri):
+        return None
+    try:
+        return mr.parse(str(uri))
+    except ValueError:
+        return None
+
+
+def registry_status(md: Mapping[str, Any]) -> dict[str, Any]:
+    return dict((md.get("status") or {}).get("registry") or {})
+
+
+def pinned_uri(model: Mapping[str, Any] | None, registry: Mapping[str, Any]) -> str | None:
+    """The URI a variant serves: models:/NAME/VERSION for an alias (or latest) that
+    status.registry has pinned to a version; any other URI as it is."""
+    uri = (model or {}).get("uri")
+    ref = registry_ref(uri)
+    if ref is not None and ref.version is None and registry.get("uri") == uri and registry.get("version"):
+        return mr.version_uri(ref.name, str(registry["version"]))
+    return None if uri is None else str(uri)
+
+
+def registry_version(uri: Any) -> str | None:
+    """VERSION of a models:/NAME/VERSION URI (None for any other)."""
+    ref = registry_ref(uri)
+    return ref.version if ref is not None else None
+
+
+def run_of(version: str | None, registry: Mapping[str, Any]) -> str | None:
+    """The MLflow run that logged ``version``: status.registry.versions, else the pinned
+    version's own runId."""
+    if version is None:
+        return None
+    for item in registry.get("versions") or ():
+        if str(item.get("version")) == version and item.get("runId"):
+            return str(item["runId"])
+    return str(registry["runId"]) if str(registry.get("version")) == version and registry.get("runId") else None
 
 
 # -- get --------------------------------------------------------------------------------
@@ -339,21 +387,141 @@ def rollout_ended(md: Mapping[str, Any]) -> bool:
 
 def history_view(md: Mapping[str, Any]) -> str:
     """`kubectl modeldeploy history NAME`: the promoted revisions, oldest first, and the
-    rollout of any revision but the stable one (a canary, an undo, a rolled-back one)."""
+    rollout of any revision but the stable one (a canary, an undo, a rolled-back one).
+    VERSION and RUN (the registry's version and the MLflow run that logged it) are shown
+    when a revision came from a models:/ URI."""
     status = md.get("status") or {}
     history = status.get("history") or []
+    registry = registry_status(md)
     last = len(history) - 1
-    rows = [
-        [item.get("number"), item.get("revision"), model_label(item.get("model")), (item.get("model") or {}).get("uri"),
-         runtime_label(item), item.get("image"), short_time(item.get("promotedAt")), "stable" if i == last else ""]
-        for i, item in enumerate(history)
-    ]
-    text = table(["REVISION", "HASH", "MODEL", "URI", "RUNTIME", "IMAGE", "PROMOTED", ""], rows)
+    registered = any(registry_ref((item.get("model") or {}).get("uri")) for item in history)
+    rows = []
+    for i, item in enumerate(history):
+        uri = (item.get("model") or {}).get("uri")
+        version = registry_version(uri)
+        row = [item.get("number"), item.get("revision"), model_label(item.get("model")), uri]
+        row += [version, run_of(version, registry)] if registered else []
+        rows.append(row + [runtime_label(item), item.get("image"), short_time(item.get("promotedAt")), "stable" if i == last else ""])
+    headers = ["REVISION", "HASH", "MODEL", "URI"] + (["VERSION", "RUN"] if registered else [])
+    text = table(headers + ["RUNTIME", "IMAGE", "PROMOTED", ""], rows)
     rollout = rollout_of(md)
     if rollout and (not history or rollout.get("revision") != history[-1].get("revision")):
         target = target_variant(md.get("spec") or {})
+        pinned = pinned_uri(target.get("model"), registry)
+        version = f", version {registry_version(pinned)}" if pinned != (target.get("model") or {}).get("uri") else ""
         text += (
-            f"\n\nRollout of {rollout.get('revision')} ({model_label(target.get('model'))}): {rollout.get('phase')}"
+            f"\n\nRollout of {rollout.get('revision')} ({model_label(target.get('model'))}{version}): {rollout.get('phase')}"
             + (f": {rollout['message']}" if rollout.get("message") else "")
         )
     return text
+
+
+# -- where ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelQuery:
+    """What `where MODEL` looks for: a registered model, one version or the version an
+    alias names (``ref``), or a URI matched exactly or as a prefix ending at a "/" (``uri``)."""
+
+    text: str
+    ref: mr.Ref | None = None
+    uri: str | None = None
+
+
+_NAME_ONLY = re.compile(r"^models:/([^/@\s]+)$")
+
+
+def model_query(text: str) -> ModelQuery:
+    """MODEL as given: models:/NAME[/VERSION|/latest|@ALIAS], a URI (it has "://"), else a
+    registered model's NAME[/VERSION|/latest|@ALIAS]. ValueError says what is accepted."""
+    if "://" in text and not mr.is_registry_uri(text):
+        return ModelQuery(text, uri=text)
+    uri = text if mr.is_registry_uri(text) else mr.SCHEME + text
+    name_only = _NAME_ONLY.match(uri)
+    ref = mr.Ref(name_only.group(1)) if name_only else registry_ref(uri)
+    if ref is None:
+        raise ValueError(f"{text!r} is neither a registered model (NAME, NAME/VERSION, NAME@ALIAS, models:/NAME/VERSION, "
+                         f"models:/NAME@ALIAS) nor a URI (s3://bucket/path, ...)")
+    return ModelQuery(text, ref=ref)
+
+
+def _uri_matches(prefix: str, uri: str) -> bool:
+    """s3://b/iris matches s3://b/iris and s3://b/iris/v1, not s3://b/iris-old."""
+    return uri == prefix or (uri.startswith(prefix) and (prefix.endswith("/") or uri[len(prefix)] == "/"))
+
+
+def alias_version(md: Mapping[str, Any], mds: Sequence[Mapping[str, Any]], ref: mr.Ref) -> str | None:
+    """Where alias ``ref`` points: as this ModelDeployment's status.registry last read it,
+    else as the latest answer another one following it from the same tracking server got."""
+    def points(registry: Mapping[str, Any]) -> str | None:
+        if registry.get("name") == ref.name and registry.get("alias") == ref.alias:
+            return registry.get("aliasVersion") or registry.get("version")
+        return None
+
+    own = registry_status(md)
+    if points(own):
+        return str(points(own))
+    others = [r for r in map(registry_status, mds) if points(r) and r.get("trackingUri") == own.get("trackingUri")]
+    others.sort(key=lambda r: rfc3339_epoch(r.get("checkedAt")) or 0.0)
+    return str(points(others[-1])) if others else None
+
+
+def serves(query: ModelQuery, uri: str | None, wanted: str | None) -> bool:
+    """A variant serving ``uri`` (pinned) is one `where` looks for; ``wanted``: the version
+    the queried alias points to."""
+    if uri is None:
+        return False
+    if query.ref is None:
+        return _uri_matches(str(query.uri), uri)
+    ref = registry_ref(uri)
+    if ref is None or ref.name != query.ref.name:
+        return False
+    if query.ref.alias is not None:
+        return ref.version is not None and ref.version == wanted
+    return query.ref.version is None or ref.version == query.ref.version
+
+
+def served_variants(md: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str, Any]]:
+    """(variant, model, weight, phase) of what serves now: stable (status.stable, else the
+    serving model), while a rollout runs the canary the spec asks for, and the fallback."""
+    status = md.get("status") or {}
+    canary, fallback = status.get("canary") or {}, status.get("fallback") or {}
+    running = canary_running(md)
+    applied = canary.get("appliedWeight")
+    weight = int((applied if applied is not None else canary.get("desiredWeight")) or 0) if running else 0
+    out: list[tuple[str, Mapping[str, Any], str, Any]] = []
+    stable = (status.get("stable") or {}).get("model") or status.get("model")
+    if stable:
+        out.append((names.STABLE, stable, percent(100 - weight), status.get("phase")))
+    if running:
+        model = target_variant(md.get("spec") or {}).get("model") or {}
+        out.append((names.CANARY, model, percent(weight), rollout_of(md).get("phase")))
+    if fallback.get("model"):
+        out.append(("fallback", fallback["model"], "on errors" if fallback.get("readyReplicas") else NONE, status.get("phase")))
+    return out
+
+
+def where_rows(mds: Sequence[Mapping[str, Any]], query: ModelQuery) -> list[list[Any]]:
+    """NAMESPACE, NAME, VARIANT, VERSION, WEIGHT, PHASE, URI: one row per variant serving
+    the model ``query`` names."""
+    rows = []
+    for md in sorted(mds, key=lambda m: (m["metadata"].get("namespace", ""), m["metadata"]["name"])):
+        registry = registry_status(md)
+        wanted = alias_version(md, mds, query.ref) if query.ref is not None and query.ref.alias else None
+        for variant, model, weight, phase in served_variants(md):
+            uri = pinned_uri(model, registry)
+            if serves(query, uri, wanted):
+                version = registry_version(uri) if registry_ref(uri) else model.get("version")
+                rows.append([md["metadata"].get("namespace"), md["metadata"]["name"], variant, version, weight, phase, uri])
+    return rows
+
+
+def where_view(mds: Sequence[Mapping[str, Any]], query: ModelQuery, all_namespaces: bool = True) -> str | None:
+    """`kubectl modeldeploy where MODEL`; None when no variant serves it."""
+    rows = where_rows(mds, query)
+    if not rows:
+        return None
+    headers = ["NAMESPACE", "NAME", "VARIANT", "VERSION", "WEIGHT", "PHASE", "URI"]
+    skip = 0 if all_namespaces else 1
+    return table(headers[skip:], [row[skip:] for row in rows])
