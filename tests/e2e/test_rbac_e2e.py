@@ -34,6 +34,8 @@ EXPLAINED = {
     ("modeldeployments", "patch"): "Kopf removes the finalizer operators before 0.2 left on ModelDeployments",
     **{(route, verb): "the gateway-api / istio providers' routes (exercised in test_route_providers_e2e.py)"
        for route in ("httproutes", "virtualservices") for verb in ("get", "create", "patch", "delete")},
+    ("secrets", "get"): "spec.model.registry.secretName, the MLflow credentials (exercised in test_model_registry_e2e.py)",
+    **{("jobs", verb): "spec.monitoring.retraining.job (exercised in test_model_registry_e2e.py)" for verb in ("get", "create", "patch")},
 }
 # The leader-election Role: the official client's LeaseLock reads, creates and replaces (PUT)
 # the Lease; shown used below by the Lease's holder and its renewals.

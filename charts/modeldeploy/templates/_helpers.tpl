@@ -66,11 +66,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-# spec.monitoring.retraining.job: the retraining Jobs, created once per cooldown and read
-# for their outcome.
+# spec.monitoring.retraining.job: the retraining Jobs, applied server-side once per cooldown
+# (patch; create for the new one) and read for their outcome.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, create]
+  verbs: [get, create, patch]
 {{- end -}}
 
 {{/* Cluster-scoped reads Kopf makes at start (no write). */}}
