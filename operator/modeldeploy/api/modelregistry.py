@@ -162,16 +162,22 @@ def pinned(spec: Mapping[str, Any], status: Mapping[str, Any], default_tracking:
     return {**spec, "model": model}, None
 
 
-def artifact(model: Mapping[str, Any], status: Mapping[str, Any]) -> Artifact | None:
-    """The artifacts of a pinned models:/NAME/VERSION model, as status.registry.versions has them."""
-    uri = model.get("uri")
+def version_ref(model: Mapping[str, Any] | None) -> Ref | None:
+    """The Ref of a model pinned to a version (models:/NAME/VERSION), else None."""
+    uri = (model or {}).get("uri")
     if not is_registry_uri(uri):
         return None
     try:
         ref = parse(uri)
     except ValueError:
         return None
-    if ref.version is None:
+    return ref if ref.version is not None else None
+
+
+def artifact(model: Mapping[str, Any], status: Mapping[str, Any]) -> Artifact | None:
+    """The artifacts of a pinned models:/NAME/VERSION model, as status.registry.versions has them."""
+    ref = version_ref(model)
+    if ref is None or ref.version is None:
         return None
     known = known_version(status, ref.version)
     if known is None or not known.get("artifactUri"):
@@ -183,14 +189,8 @@ def versions_in_use(models: Iterable[Mapping[str, Any] | None]) -> list[tuple[st
     """(name, version) of every pinned models:/ model among ``models``, first seen first."""
     out: list[tuple[str, str]] = []
     for model in models:
-        uri = (model or {}).get("uri")
-        if not is_registry_uri(uri):
-            continue
-        try:
-            ref = parse(uri)
-        except ValueError:
-            continue
-        if ref.version is not None and (ref.name, ref.version) not in out:
+        ref = version_ref(model)
+        if ref is not None and ref.version is not None and (ref.name, ref.version) not in out:
             out.append((ref.name, ref.version))
     return out
 
@@ -279,14 +279,8 @@ def tags_wanted(namespace: str, name: str, status: Mapping[str, Any]) -> dict[st
     key = tag_key(namespace, name)
 
     def version_in(model: Mapping[str, Any] | None) -> str | None:
-        uri = (model or {}).get("uri")
-        if not is_registry_uri(uri):
-            return None
-        try:
-            ref = parse(uri)
-        except ValueError:
-            return None
-        return ref.version if ref.name == model_name else None
+        ref = version_ref(model)
+        return ref.version if ref is not None and ref.name == model_name else None
 
     out: dict[str, dict[str, str]] = {}
     history = status.get("history") or []
