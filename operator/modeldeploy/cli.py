@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections import Counter
 
@@ -31,6 +32,7 @@ def _operator(args: argparse.Namespace) -> int:
         storage_initializer_image=args.storage_initializer_image or DEFAULT_STORAGE_INITIALIZER_IMAGE,
         router_image=args.router_image or DEFAULT_ROUTER_IMAGE,
         cluster_domain=args.cluster_domain,
+        mlflow_tracking_uri=args.mlflow_tracking_uri or os.environ.get("MODELDEPLOY_MLFLOW_TRACKING_URI") or None,
     )
     if args.metrics:
         from prometheus_client import start_http_server
@@ -142,6 +144,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--runtimes", help="runtime registry YAML (default: the runtimes shipped with the package)")
     run.add_argument("--storage-initializer-image", help="image of the model download init container")
     run.add_argument("--router-image", help="image of the canary traffic router (nginx)")
+    run.add_argument("--mlflow-tracking-uri", help=(
+        "MLflow tracking server of models:/ URIs without spec.model.registry.url "
+        "(default: $MODELDEPLOY_MLFLOW_TRACKING_URI)"))
     run.add_argument("--cluster-domain", default="cluster.local", help="DNS domain of the cluster (default: %(default)s)")
     run.add_argument("--liveness", default="0.0.0.0:8080", help="HOST:PORT of the /healthz endpoint ('' to disable)")
     run.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="passes run at once, on as many threads (default: %(default)s)")
