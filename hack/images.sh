@@ -5,6 +5,7 @@
 #   $MODEL_SERVER_IMAGE ($IMAGE_REGISTRY/modeldeploy/model-server:0.1.0) images/model-server
 #   $STORAGE_INITIALIZER_IMAGE ($IMAGE_REGISTRY/modeldeploy/storage-initializer:0.1.0) images/storage-initializer
 #   $S3_SERVER_IMAGE   ($IMAGE_REGISTRY/modeldeploy/s3-server:0.1.0)    images/s3-server (moto, for tests)
+#   $MLFLOW_IMAGE      ($IMAGE_REGISTRY/modeldeploy/mlflow:0.1.0)       images/mlflow (MLflow tracking server, for tests)
 #   $ROUTER_IMAGE      ($IMAGE_REGISTRY/modeldeploy/router:0.1.0)       images/router (nginx, canary traffic split)
 #   $PROMETHEUS_IMAGE  ($IMAGE_REGISTRY/modeldeploy/prometheus:$PROMETHEUS_VERSION) images/prometheus + the
 #                      binary of hack/build-prometheus.sh (for the Prometheus-check tests)
@@ -13,7 +14,7 @@
 # Starts dockerd when none answers (log: $DOCKERD_LOG). Load them into the cluster with
 # hack/load-images.sh.
 #
-# Env: MODELDEPLOY_{OPERATOR,TESTSERVER,COREDNS,PAUSE}_IMAGE override names and tags;
+# Env: MODELDEPLOY_{OPERATOR,TESTSERVER,MLFLOW,COREDNS,PAUSE}_IMAGE override names and tags;
 #      MODELDEPLOY_BASE_IMAGE uses a given base (e.g. python:3.11-slim-bookworm) instead.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
@@ -81,6 +82,7 @@ main() {
   step "$MODEL_SERVER_IMAGE" build_dir "$MODEL_SERVER_IMAGE" model-server
   step "$STORAGE_INITIALIZER_IMAGE" build_dir "$STORAGE_INITIALIZER_IMAGE" storage-initializer
   step "$S3_SERVER_IMAGE" build_dir "$S3_SERVER_IMAGE" s3-server
+  step "$MLFLOW_IMAGE" build_dir "$MLFLOW_IMAGE" mlflow
   step "$ROUTER_IMAGE" build_dir "$ROUTER_IMAGE" router
   step "$PROMETHEUS_IMAGE" build_prometheus
   step "$OPERATOR_IMAGE" build_operator

@@ -51,7 +51,7 @@ load_kind() {
 
 main() {
   local images=("$@") img present=()
-  ((${#images[@]})) || images=("$OPERATOR_IMAGE" "$TESTSERVER_IMAGE" "$MODEL_SERVER_IMAGE" "$STORAGE_INITIALIZER_IMAGE" "$S3_SERVER_IMAGE" "$ROUTER_IMAGE" "$PROMETHEUS_IMAGE")
+  ((${#images[@]})) || images=("$OPERATOR_IMAGE" "$TESTSERVER_IMAGE" "$MODEL_SERVER_IMAGE" "$STORAGE_INITIALIZER_IMAGE" "$S3_SERVER_IMAGE" "$MLFLOW_IMAGE" "$ROUTER_IMAGE" "$PROMETHEUS_IMAGE")
   ensure_dockerd
   for img in "${images[@]}"; do
     if docker image inspect "$img" >/dev/null 2>&1; then present+=("$img")

@@ -3,12 +3,33 @@
 Downloads a model into DEST_DIR (the pod's /mnt/models) with kserve-storage's
 ``Storage.download``: s3://, gs://, http(s)://, hf://, azure (https://*.blob.core.windows.net),
 oci://, git, file:// and local paths (pvc://CLAIM/PATH reads /mnt/pvc/PATH, KServe's mount).
+``mlflow-artifacts:/PATH`` (what an MLflow registry's ``get-download-uri`` answers when its
+tracking server proxies the artifacts) is fetched here, with the stdlib, through the tracking
+server's artifact proxy at MLFLOW_TRACKING_URI; ``mlflow-artifacts://HOST[:PORT]/PATH`` names
+the server itself (MLflow's rule: the tracking URI's scheme, else http). The proxy's REST API
+(https://mlflow.org/docs/latest/self-hosting/architecture/artifact-store/):
+
+    GET {server}/api/2.0/mlflow-artifacts/artifacts?path=PATH   -> {"files": [{"path": "MLmodel",
+        "is_dir": false, "file_size": 1148}, {"path": "sub", "is_dir": true}]}  (base names;
+        {} for an empty or missing directory, and for a file)
+    GET {server}/api/2.0/mlflow-artifacts/artifacts/PATH/FILE  -> the file's bytes
 
 Unlike KServe's initializer it cannot hang: each attempt runs in a child process (its own
 process group) that is killed when the total deadline passes, and transient failures are
 retried with exponential backoff. Each attempt downloads into DEST_DIR/.download-N and its
 files are moved into DEST_DIR only when it succeeds, so a failed or killed attempt leaves
 nothing behind. A download that yields no file (or only empty ones) fails.
+
+On success it writes one line to /dev/termination-log, which the operator reads from the
+init container's ``state.terminated.message`` (the container's terminationMessagePolicy
+FallbackToLogsOnError reads the logs only on failure, so the file is what counts)::
+
+    ModelFetched: digest=sha256:<64 hex> files=<n> bytes=<m>
+
+The digest names the content, whatever the scheme, so one model copied to two stores has
+one digest: sha256 over, for each regular file under the model directory (symlinks followed,
+as counted) sorted by its POSIX path relative to that directory, the bytes
+``<relpath>\0<sha256 hex of the file's content>\n``. File times and modes do not count.
 
 On failure it exits 1 and prints one line, also written to /dev/termination-log (the
 Kubernetes termination message) when that is writable. The URI's user info and query string
@@ -41,6 +62,15 @@ Environment
   STORAGE_CONFIG, STORAGE_OVERRIDE_CONFIG   KServe storage-secret JSON ({"type": "s3",
                            "access_key_id": ..., "endpoint_url": ...}), applied by kserve-storage
 
+  MLflow (mlflow-artifacts:, MLflow's own variable names)
+  MLFLOW_TRACKING_URI      the tracking server, e.g. http://mlflow.ml.svc.cluster.local:5000
+                           (a path prefix is kept: http://host/mlflow)
+  MLFLOW_TRACKING_TOKEN    sent as "Authorization: Bearer ..."; else
+  MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD   HTTP basic auth
+  MLFLOW_TRACKING_INSECURE_TLS  "true": do not verify the server's TLS certificate
+  MLFLOW_TRACKING_SERVER_CERT_PATH  CA bundle file for the server
+  MLFLOW_HTTP_REQUEST_TIMEOUT   seconds per request (default 120)
+
   Others: GOOGLE_APPLICATION_CREDENTIALS (gs://); AZURE_CLIENT_ID / AZURE_CLIENT_SECRET /
   AZURE_TENANT_ID or AZURE_STORAGE_ACCESS_KEY (Azure); HF_TOKEN (hf://); for http(s)://HOST,
   an env var named "HOST-headers" holding a JSON object of request headers;
@@ -49,18 +79,28 @@ Environment
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 TERMINATION_LOG = "/dev/termination-log"
 PREFIX = "ModelFetchFailed"
+FETCHED = "ModelFetched"
+MLFLOW_SCHEME = "mlflow-artifacts:"
+MLFLOW_ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
 _running: subprocess.Popen | None = None  # the attempt in progress, killed on SIGTERM
 _PERMANENT = (
     "not found", "no model found", "does not exist", "access denied", "authentication failed",
@@ -162,15 +202,44 @@ def is_permanent(message: str) -> bool:
     return any(p in lower for p in _PERMANENT)
 
 
-def count_files(root: Path) -> tuple[int, int]:
-    files = size = 0
+def model_files(root: Path) -> list[tuple[str, Path]]:
+    """(POSIX path relative to root, path) of every regular file under root, sorted by the
+    relative path; symlinks are followed (kserve-storage links local sources)."""
+    found = []
     for dirpath, _, filenames in os.walk(root, followlinks=True):
         for name in filenames:
             path = Path(dirpath) / name
             if path.is_file():
-                files += 1
-                size += path.stat().st_size
-    return files, size
+                found.append((path.relative_to(root).as_posix(), path))
+    return sorted(found, key=lambda item: item[0])
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_digest(root: Path) -> tuple[str, int, int]:
+    """("sha256:<hex>", files, bytes) of the model under root; the module docstring defines it."""
+    digest = hashlib.sha256()
+    files = model_files(root)
+    for rel, path in files:
+        digest.update(rel.encode("utf-8") + b"\0" + file_sha256(path).encode("ascii") + b"\n")
+    return f"sha256:{digest.hexdigest()}", len(files), sum(path.stat().st_size for _, path in files)
+
+
+def report_fetched(digest: str, files: int, size: int) -> None:
+    """The success line for the operator (see the module docstring)."""
+    line = f"{FETCHED}: digest={digest} files={files} bytes={size}"
+    log(line)
+    try:
+        with open(TERMINATION_LOG, "w", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass
 
 
 def publish(staging: Path, dest: Path) -> None:
@@ -188,6 +257,147 @@ def publish(staging: Path, dest: Path) -> None:
 def clean_stale(dest: Path) -> None:
     for stale in dest.glob(".download-*"):  # attempts (and their status) of a killed run
         shutil.rmtree(stale, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- mlflow-artifacts:
+
+
+class FetchError(Exception):
+    """A failed download whose kind (permanent or worth retrying) is known where it happens."""
+
+    def __init__(self, message: str, permanent: bool):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def mlflow_location(uri: str, environ: dict[str, str] = os.environ) -> tuple[str, str]:
+    """(server base URL without user info, artifact path) for an mlflow-artifacts URI.
+
+    The rules are MLflow's (mlflow/store/artifact/mlflow_artifacts_repo.py: resolve_uri): a
+    host in the URI replaces the tracking URI's host, keeping its scheme and path prefix."""
+    parsed = urllib.parse.urlsplit(uri)
+    path = parsed.path.strip("/")
+    tracking = environ.get("MLFLOW_TRACKING_URI", "").strip()
+    track = urllib.parse.urlsplit(tracking) if tracking else None
+    if track is not None and track.scheme not in ("http", "https"):
+        raise FetchError(f"MLFLOW_TRACKING_URI must be an http(s) URL of the MLflow tracking server, not {tracking!r}", True)
+    if not parsed.netloc and track is None:
+        raise FetchError("MLFLOW_TRACKING_URI is not set: it names the MLflow tracking server that serves mlflow-artifacts:", True)
+    if not path:
+        raise FetchError("the URI names no artifact path", True)
+    scheme = track.scheme if track else "http"
+    netloc = (parsed.netloc or track.netloc).rpartition("@")[2]  # credentials go in headers
+    prefix = track.path.rstrip("/") if track else ""
+    return f"{scheme}://{netloc}{prefix}", path
+
+
+def mlflow_headers(environ: dict[str, str] = os.environ) -> dict[str, str]:
+    token = environ.get("MLFLOW_TRACKING_TOKEN", "").strip()
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    user, password = environ.get("MLFLOW_TRACKING_USERNAME", ""), environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    if user or password:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")}
+    return {}
+
+
+def mlflow_ssl_context(environ: dict[str, str] = os.environ) -> ssl.SSLContext:
+    if environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in ("1", "true", "yes"):
+        return ssl._create_unverified_context()  # noqa: S323 - the user asked for it
+    return ssl.create_default_context(cafile=environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+
+
+class MlflowArtifacts:
+    """A directory tree read through an MLflow tracking server's artifact proxy."""
+
+    def __init__(self, base: str, headers: dict[str, str], context: ssl.SSLContext, timeout: float):
+        self.api = base + MLFLOW_ARTIFACTS_API
+        self.headers, self.context, self.timeout = headers, context, timeout
+
+    def _open(self, url: str, what: str):
+        request = urllib.request.Request(url, headers={**self.headers, "User-Agent": "modeldeploy-storage-initializer"})
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout, context=self.context)
+        except urllib.error.HTTPError as e:
+            detail = _mlflow_error(e)
+            if e.code == 404:
+                raise FetchError(f"{what} not found (HTTP 404{detail})", True) from None
+            if e.code in (401, 403):
+                raise FetchError(f"{what}: access denied by the MLflow server (HTTP {e.code}{detail}): check MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD", True) from None
+            transient = e.code >= 500 or e.code in (408, 429)
+            raise FetchError(f"{what}: the MLflow server answered HTTP {e.code}{detail}", not transient) from None
+        except (urllib.error.URLError, OSError) as e:  # refused, reset, DNS, timeout: may pass
+            reason = getattr(e, "reason", e)
+            raise FetchError(f"{what}: cannot reach the MLflow server at {self.api}: {reason}", False) from None
+
+    def list(self, path: str) -> list[dict]:
+        url = f"{self.api}?{urllib.parse.urlencode({'path': path})}"
+        with self._open(url, f"listing of {path}") as response:
+            try:
+                answer = json.loads(response.read() or b"{}")
+            except ValueError:
+                raise FetchError(f"listing of {path}: the answer is not JSON: is MLFLOW_TRACKING_URI an MLflow server?", True) from None
+        files = answer.get("files", []) if isinstance(answer, dict) else None
+        if not isinstance(files, list):
+            raise FetchError(f"listing of {path}: unexpected answer {one_line(answer, 200)}", True)
+        return files
+
+    def download_file(self, path: str, target: Path) -> None:
+        url = f"{self.api}/{urllib.parse.quote(path)}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._open(url, path) as response, open(target, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+
+    def download_tree(self, path: str, out_dir: Path) -> int:
+        """Every file under path into out_dir; the number of files. A path that lists
+        nothing is taken for one file (the proxy lists a file as {}), else it is missing."""
+        count = 0
+        for entry in self.list(path):
+            name = entry.get("path") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or not _safe_relative(name):
+                raise FetchError(f"listing of {path}: refusing the entry {one_line(entry, 200)}", True)
+            child = posixpath.join(path, name)
+            if entry.get("is_dir"):
+                count += self.download_tree(child, out_dir / name)
+            else:
+                target = out_dir / name
+                self.download_file(child, target)
+                size, got = entry.get("file_size"), target.stat().st_size
+                if isinstance(size, int) and size != got:  # a cut connection, or a changing file
+                    raise FetchError(f"{child}: got {got} bytes, the listing said {size}", False)
+                count += 1
+        return count
+
+
+def _safe_relative(name: str) -> bool:
+    parts = name.split("/")
+    return bool(name) and not name.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+
+
+def _mlflow_error(e: urllib.error.HTTPError) -> str:
+    """MLflow's JSON error message ({"error_code": ..., "message": ...}), if it sent one."""
+    try:
+        body = json.loads(e.read(4096) or b"{}")
+    except (OSError, ValueError):
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return f": {one_line(message, 300)}" if isinstance(message, str) and message else ""
+
+
+def download_mlflow(uri: str, out_dir: str, environ: dict[str, str] = os.environ) -> None:
+    base, path = mlflow_location(uri, environ)
+    raw = environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "").strip()
+    try:
+        timeout = float(raw) if raw else 120.0
+    except ValueError:
+        raise FetchError(f"MLFLOW_HTTP_REQUEST_TIMEOUT={raw!r} is not a number", True) from None
+    artifacts = MlflowArtifacts(base, mlflow_headers(environ), mlflow_ssl_context(environ), timeout)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if artifacts.download_tree(path, out) == 0:
+        # Not a directory with files: a single file, or nothing at all (then 404: not found).
+        artifacts.download_file(path, out / posixpath.basename(path))
+    log(f"downloaded {uri} through the MLflow server {base}")
 
 
 # ---------------------------------------------------------------- the child: one attempt
@@ -210,16 +420,16 @@ def redact_log_handlers(logging) -> None:
 
 
 def child(uri: str, out_dir: str, status_file: str) -> int:
-    import logging
-
-    from kserve_storage import Storage, configure_logging
-
-    configure_logging()
-    logging.getLogger("storage").setLevel(logging.INFO)
-    redact_log_handlers(logging)
     try:
-        Storage.download(uri, out_dir=out_dir)
+        if uri.lower().startswith(MLFLOW_SCHEME):
+            download_mlflow(uri, out_dir)
+        else:
+            kserve_download(uri, out_dir)
         return 0
+    except FetchError as e:
+        with open(status_file, "w", encoding="utf-8") as f:
+            json.dump({"error": one_line(str(e)), "permanent": e.permanent}, f)
+        return 1
     except BaseException as e:  # noqa: BLE001 - reported to the parent, whatever it is
         message = str(e) or type(e).__name__
         cause = e.__cause__ or e.__context__
@@ -230,6 +440,17 @@ def child(uri: str, out_dir: str, status_file: str) -> int:
         with open(status_file, "w", encoding="utf-8") as f:
             json.dump({"error": one_line(message), "permanent": is_permanent(message)}, f)
         return 1
+
+
+def kserve_download(uri: str, out_dir: str) -> None:
+    import logging
+
+    from kserve_storage import Storage, configure_logging
+
+    configure_logging()
+    logging.getLogger("storage").setLevel(logging.INFO)
+    redact_log_handlers(logging)
+    Storage.download(uri, out_dir=out_dir)
 
 
 # ---------------------------------------------------------------- the parent
@@ -279,12 +500,13 @@ def download(uri: str, dest: Path, timeout: float, retries: int, backoff: float)
             finally:
                 _running = None
             if rc == 0:
-                files, size = count_files(staging) if staging.exists() else (0, 0)
+                digest, files, size = content_digest(staging) if staging.exists() else ("", 0, 0)
                 if files == 0 or size == 0:
                     shutil.rmtree(staging, ignore_errors=True)
                     fail(f"{uri}: the download produced no files" + (f" ({files} empty)" if files else ""))
                 publish(staging, dest)
                 log(f"downloaded {files} file(s), {size / 1e6:.1f} MB, from {uri} to {dest} in {time.monotonic() - start:.1f}s")
+                report_fetched(digest, files, size)
                 return
             shutil.rmtree(staging, ignore_errors=True)
             try:

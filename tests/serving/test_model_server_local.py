@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -410,7 +411,10 @@ def test_initializer_downloads_over_http_and_the_server_serves_it(models: Path, 
     run, message, _ = _initializer(f"{file_server}/sklearn/model.joblib", dest)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (dest / "model.joblib").read_bytes() == (models / "sklearn" / "model.joblib").read_bytes()
-    assert not [p for p in dest.iterdir() if p.name.startswith(".download")] and message == ""
+    assert not [p for p in dest.iterdir() if p.name.startswith(".download")]
+    content = (models / "sklearn" / "model.joblib").read_bytes()  # the digest of storage_initializer's docstring
+    digest = hashlib.sha256(b"model.joblib\0" + hashlib.sha256(content).hexdigest().encode() + b"\n").hexdigest()
+    assert message == f"ModelFetched: digest=sha256:{digest} files=1 bytes={len(content)}"
     server = Server(dest)
     try:
         server.wait_ready()

@@ -41,6 +41,9 @@ _NOT_MODELS = {
     "input_example.json", "serving_input_example.json", "registered_model_meta",
     "metadata.json", "config.json",
 }
+# MLflow's sklearn flavor: serialization_format "pickle" and "cloudpickle" are pickles (joblib
+# loads them), "skops" (MLflow 3's default) is a zip of skops' own format.
+SKOPS = ("skops",)
 EXPECTED = "model.joblib, model.pkl, model.bst, model.json, model.ubj, model.txt or model.onnx"
 MAX_DEPTH = 2
 
@@ -101,6 +104,11 @@ def from_mlmodel(model_dir: Path, wanted: str | None) -> tuple[str, Path] | None
     for fmt, path in options:
         if not path.is_file():
             raise ModelLoadError(f"{model_dir / MLMODEL_FILE}: flavor {fmt} names {path.name}, which is missing")
+        if fmt == "sklearn" and str((flavors.get("sklearn") or {}).get("serialization_format", "")).lower() in SKOPS:
+            raise ModelLoadError(
+                f"{model_dir / MLMODEL_FILE}: {path.name} is a skops file (MLflow 3's default for sklearn), which this "
+                "server does not load: log the model with mlflow.sklearn.log_model(..., serialization_format='cloudpickle')"
+            )
         return fmt, path
     return None
 
