@@ -326,3 +326,17 @@ def test_a_firing_creates_one_job_with_the_models_env_and_reads_its_end(monkeypa
     cluster.objects[("Job", "iris-retrain-1")]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
     reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
     assert cluster.md["status"]["retraining"]["jobPhase"] == "Succeeded"
+
+
+def test_retraining_is_the_operators_the_model_servers_pods_are_the_same_with_it():
+    from modeldeploy.render import Target, render_deployment
+
+    base = {"model": {"uri": "s3://b/v1", "format": "sklearn"}, "monitoring": {"drift": {"threshold": 0.2}}}
+    with_it = {**base, "monitoring": {**base["monitoring"], "retraining": {"onRollback": True, "webhook": {"url": "http://hook"}}}}
+    rendered = []
+    for spec in (base, with_it):
+        validated, problems = validate("iris", spec, OperatorConfig().registry)
+        assert validated is not None, problems
+        rendered.append(render_deployment(Target("iris", "ml", "u", validated.spec, validated.runtime, "init:1")))
+    assert rendered[0] == rendered[1]
+    assert "retraining" not in str(rendered[1])

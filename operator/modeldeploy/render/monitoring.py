@@ -21,6 +21,7 @@ ENV = "MODELDEPLOY_MONITORING"
 def monitoring_document(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
     """spec.monitoring as the server reads it; None when nothing is watched."""
     doc = spec.monitoring.model_dump(by_alias=True, exclude_none=True) if spec.monitoring else {}
+    doc.pop("retraining", None)  # the operator's to act on, not the model server's
     if not doc.get("feedback"):
         doc.pop("feedback", None)
     analysis = spec.rollout.analysis if spec.rollout else None
