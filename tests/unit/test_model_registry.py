@@ -21,7 +21,7 @@ from modeldeploy.controller.pins import Pins
 from modeldeploy.k8s.mlflow import RegistryError, Resolved, credentials, format_of
 from modeldeploy.reconcile import reconcile
 from modeldeploy.render import labels
-from test_provider_wiring import Cluster
+from test_provider_wiring import V1 as V1_MODEL, Cluster, clock  # noqa: F401 - clock is a fixture
 
 pytestmark = pytest.mark.registry
 
@@ -340,3 +340,35 @@ def test_retraining_is_the_operators_the_model_servers_pods_are_the_same_with_it
         rendered.append(render_deployment(Target("iris", "ml", "u", validated.spec, validated.runtime, "init:1")))
     assert rendered[0] == rendered[1]
     assert "retraining" not in str(rendered[1])
+
+
+def test_a_firing_sends_one_cloudevent_to_the_webhook_after_the_status_is_written(clock):
+    from test_provider_wiring import V2, run
+    from modeldeploy.progress import Windows
+
+    cluster = Cluster({"model": dict(V1_MODEL), "replicas": 2, "rollout": {"steps": [{"setWeight": 25}, {"pause": {}}]},
+                       "monitoring": {"retraining": {"onRollback": True, "webhook": {"url": "http://hook/retrain"}}}})
+    windows = Windows()
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    cluster.md["spec"]["model"] = V2
+    for _ in range(3):
+        run(cluster, windows, clock)
+    assert cluster.md["status"]["rollout"]["phase"] == "Progressing"
+    sent = []
+    notifier = type("N", (), {"send": lambda self, hooks, found: sent.append((hooks, found))})()
+    cluster.md["spec"]["rollout"]["abort"] = True
+    config = OperatorConfig()
+    from modeldeploy.progress import tick
+    for _ in range(4):
+        clock[0] += 2
+        planned = tick(cluster, windows, copy.deepcopy(cluster.md), clock[0], config.registry)
+        reconcile(cluster, config, copy.deepcopy(cluster.md), planned, notifier=notifier)
+    assert cluster.md["status"]["rollout"]["phase"] in ("RolledBack", "Failed"), cluster.md["status"]["rollout"]
+    fired = [(hooks, n) for hooks, found in sent for n in found if n.type == "io.modeldeploy.retraining.triggered"]
+    assert len(fired) == 1
+    hooks, event = fired[0]
+    assert [h.url for h in hooks] == ["http://hook/retrain"] and hooks[0].format == "cloudevents"
+    assert event.subject == "ml/iris" and event.data["version"] == "v1" and event.data["fired"] == 1
+    assert event.data["reason"].startswith("the rollout of revision ")
+    assert cluster.md["status"]["retraining"]["fired"] == 1 and "job" not in cluster.md["status"]["retraining"]
