@@ -81,13 +81,16 @@ def events(kube: Kube, namespace: str, reason: str) -> list[str]:
             if e.get("reason") == reason and (e.get("involvedObject") or {}).get("name") == NAME]
 
 
-def pinned(kube: Kube, namespace: str, version: str, outcome: str, timeout: float = 300) -> dict:
+def pinned(kube: Kube, namespace: str, version: str, outcome: str, timeout: float = 300, phase: str | None = None) -> dict:
+    """status once the pin is on ``version`` with ``outcome`` (and the rollout in ``phase``:
+    stable is recorded when the promotion starts, the rollout Succeeds when it is done)."""
     last: dict = {}
 
     def check():
         status = last["status"] = rollout(kube, namespace, NAME)
         reg = status.get("registry") or {}
-        return status if reg.get("version") == version and reg.get("outcome") == outcome else None
+        done = phase is None or (status.get("rollout") or {}).get("phase") == phase
+        return status if reg.get("version") == version and reg.get("outcome") == outcome and done else None
     try:
         return wait_for(check, timeout, interval=1, what=f"version {version} {outcome}")
     except AssertionError as err:
@@ -128,7 +131,7 @@ def test_an_alias_followed_rolls_new_versions_out_and_tags_how_they_ended(kube: 
     reg = rollout(kube, namespace, NAME)["registry"]
     assert reg["alias"] == "champion" and reg["artifactUri"].startswith("mlflow-artifacts:/")
     assert reg["runId"] and reg["digest"].startswith("sha256:") and len(reg["digest"]) == 71, reg
-    assert condition(status, "ModelResolved")["status"] == "True"
+    assert condition({"status": status}, "ModelResolved")["status"] == "True"
     pod = pods_of(kube, namespace)[0]
     assert pod["metadata"]["labels"]["modeldeploy.io/registry-version"] == v1
     assert pod["metadata"]["annotations"]["modeldeploy.io/registry-run-id"] == reg["runId"]
@@ -140,8 +143,8 @@ def test_an_alias_followed_rolls_new_versions_out_and_tags_how_they_ended(kube: 
     set_alias(host_url, "iris", "champion", v2)
     wait_for(lambda: (rollout(kube, namespace, NAME).get("rollout") or {}).get("phase") in ("Progressing", "Paused", "Promoting"),
              60, what="a rollout of v2 started by the alias")
-    status = pinned(kube, namespace, v2, "serving")
-    assert status["rollout"]["phase"] == "Succeeded" and status["registry"]["previousVersion"] == v1
+    status = pinned(kube, namespace, v2, "serving", phase="Succeeded")
+    assert status["registry"]["previousVersion"] == v1
     assert status["stable"]["model"]["uri"] == f"models:/iris/{v2}"
     assert any(f"from version {v1} to {v2}" in m for m in events(kube, namespace, "AliasMoved"))
     wait_for(lambda: version_tags(host_url, "iris", v2).get(key) == "serving"
@@ -162,7 +165,7 @@ def test_an_alias_followed_rolls_new_versions_out_and_tags_how_they_ended(kube: 
     # which rolls v4 out through the same loop.
     job = wait_for(lambda: (rollout(kube, namespace, NAME).get("retraining") or {}).get("job"), 60, what="the retraining Job")
     v4 = str(int(v3) + 1)
-    status = pinned(kube, namespace, v4, "serving", timeout=400)
+    status = pinned(kube, namespace, v4, "serving", timeout=400, phase="Succeeded")
     assert status["retraining"]["fired"] == 1 and status["retraining"]["jobPhase"] == "Succeeded", status["retraining"]
     assert status["retraining"]["reason"].startswith(f"the rollout of revision {failed_revision[:12]} ended")
     jobs = kube.list("batch/v1", "Job", namespace, {"modeldeploy.io/deployment": NAME})
