@@ -34,7 +34,7 @@ from .render.canary import route_matches
 from .render.readiness import running_replicas
 from .render.router import ROUTER
 from .render.service import SERVICE_PORT
-from .rollout.history import previous_entry, record as record_history
+from .rollout.history import previous_entry, record as record_history, record_rejected
 from .rollout.plan import TERMINAL
 from .rollout.record import changes, from_status, iso, runtime_from, to_status
 from .rollout.variants import Variants, decide, ended_at, registry_resolver, variant_of, with_variant
@@ -236,6 +236,10 @@ def _rollout_status(
         # endedAt lets the next passes prune the canary and the router after RETIRE_SECONDS.
         out["rollout"]["endedAt"] = iso(ended_at(previous, variants.revision, now) if same else now)
         out["rollout"]["retiring"] = variants.retiring
+        # A rollout that ended without promotion is listed on the stable revision's entry.
+        history = out.get("history") if "history" in out else previous.get("history")
+        if history:
+            out["history"] = record_rejected(history, out["rollout"], variant_of(variants.canary_spec) if variants.canary_spec else None, _now())
     canary = dict(previous.get("canary") or {}) if same else {}
     canary["desiredWeight"] = variants.state.weight if live else 0
     if applied is not None:

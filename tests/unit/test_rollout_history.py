@@ -178,3 +178,31 @@ def test_abort_then_retry_through_reconcile_restarts_the_rollout_and_history_rec
     for _ in range(5):
         status = run(cluster, windows, clock)
     assert (status["rollout"]["phase"], status["rollout"]["step"]) == ("Progressing", 1), status["rollout"]
+
+
+def test_a_rollout_that_ended_without_promotion_is_listed_once_on_the_stable_entry_with_how_and_why(clock):
+    from modeldeploy.plugin.view import history_view
+    from modeldeploy.rollout.history import record_rejected
+
+    cluster = Cluster({"model": V1, "replicas": 2, "rollout": {"steps": [{"setWeight": 25}, {"pause": {}}]}})
+    windows = Windows()
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    cluster.md["spec"]["model"] = V2
+    for _ in range(3):
+        run(cluster, windows, clock)
+    cluster.md["spec"]["rollout"]["abort"] = True
+    for _ in range(3):
+        status = run(cluster, windows, clock)
+    assert status["rollout"]["phase"] == "RolledBack"
+    [entry] = status["history"]
+    [rejected] = entry["rejected"]
+    assert rejected["outcome"] == "aborted" and rejected["model"] == V2 and rejected["revision"] == status["rollout"]["revision"]
+    assert rejected["reason"] == "aborted: traffic returned to stable" and rejected["endedAt"] == status["rollout"]["endedAt"]
+    assert "not promoted" in history_view(cluster.md).lower() and "aborted at" in history_view(cluster.md)
+    # Recording it again changes nothing; a failed rollout is "failed".
+    assert record_rejected(status["history"], status["rollout"], {"model": V2}, "later") == status["history"]
+    failed = record_rejected(status["history"], {"phase": "Failed", "revision": "r9", "endedAt": "t9", "message": "deadline"},
+                             {"model": V3}, "t9")
+    assert [(r["outcome"], r.get("reason")) for r in failed[-1]["rejected"]] == [("aborted", "aborted: traffic returned to stable"),
+                                                                               ("failed", "deadline")]

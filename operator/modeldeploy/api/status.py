@@ -121,6 +121,19 @@ class RolloutStatus(Model):
 HISTORY_KEPT = 10
 
 
+class RejectedRollout(Model):
+    """A rollout that ended without promotion while the revision was stable."""
+
+    revision: str | None = Field(default=None, description="Hash of the {model, runtime} it rolled out.")
+    outcome: Literal["rolled-back", "aborted", "failed"] | None = Field(
+        default=None, description="rolled-back (analysis), aborted (spec.rollout.abort) or failed (progress deadline).",
+    )
+    reason: str | None = Field(default=None, description="Why, as status.rollout.message said.")
+    model: PassThrough | None = Field(default=None, description="spec.model it tried.")
+    runtime: PassThrough | None = Field(default=None, description="spec.runtime it tried (absent: chosen by model.format).")
+    ended_at: str | None = Field(default=None, description="When it ended.")
+
+
 class PromotedRevision(Model):
     """A revision that became the stable variant: what `kubectl modeldeploy undo` goes back to."""
 
@@ -131,6 +144,10 @@ class PromotedRevision(Model):
     image: str | None = Field(default=None, description="The model-server image the registry resolved it to.")
     promoted_at: str | None = Field(
         default=None, description="When it became stable (absent for a stable revision recorded before the history existed).",
+    )
+    rejected: list[RejectedRollout] | None = Field(
+        default=None, max_length=5,
+        description="The rollouts that ended without promotion while this revision was stable (the last 5), and how.",
     )
 
 

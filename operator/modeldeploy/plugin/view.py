@@ -404,6 +404,13 @@ def history_view(md: Mapping[str, Any]) -> str:
         rows.append(row + [runtime_label(item), item.get("image"), short_time(item.get("promotedAt")), "stable" if i == last else ""])
     headers = ["REVISION", "HASH", "MODEL", "URI"] + (["VERSION", "RUN"] if registered else [])
     text = table(headers + ["RUNTIME", "IMAGE", "PROMOTED", ""], rows)
+    rejected = [(item.get("number"), r) for item in history for r in item.get("rejected") or ()]
+    if rejected:
+        text += "\n\nNot promoted:\n" + "\n".join(
+            f"  {r.get('revision')} ({model_label(r.get('model'))}, {(r.get('model') or {}).get('uri')}) "
+            f"while revision {number} was stable: {r.get('outcome')} at {short_time(r.get('endedAt'))}"
+            + (f": {r['reason']}" if r.get("reason") else "")
+            for number, r in rejected)
     rollout = rollout_of(md)
     if rollout and (not history or rollout.get("revision") != history[-1].get("revision")):
         target = target_variant(md.get("spec") or {})

@@ -81,3 +81,37 @@ def previous_entry(history: Sequence[Mapping[str, Any]], stable: Mapping[str, An
         if variant_of(item) != serving:
             return item
     return None
+
+
+# Rollouts that ended without promotion kept on each history entry (the newest last).
+REJECTED_KEPT = 5
+ENDED_BADLY = {"RolledBack": "rolled-back", "Failed": "failed"}
+
+
+def record_rejected(
+    history: Sequence[Mapping[str, Any]], rollout: Mapping[str, Any], variant: Mapping[str, Any] | None, at: str,
+) -> list[dict[str, Any]]:
+    """status.history once ``rollout`` (status.rollout) has ended without promotion: the
+    stable entry (the last) lists it under ``rejected`` with how it ended (rolled-back,
+    aborted, failed), the reason, the {model, runtime} it tried (``variant``) and when.
+    Each rollout (revision and end) is listed once, so running it again changes nothing."""
+    out = [dict(item) for item in history]
+    phase = rollout.get("phase")
+    if not out or phase not in ENDED_BADLY:
+        return out
+    ended = rollout.get("endedAt") or at
+    last = out[-1]
+    rejected = [dict(item) for item in last.get("rejected") or ()]
+    if any(item.get("revision") == rollout.get("revision") and item.get("endedAt") == ended for item in rejected):
+        return out
+    message = str(rollout.get("message") or "")
+    outcome = "aborted" if message.startswith("aborted") else ENDED_BADLY[phase]
+    item: dict[str, Any] = {"revision": rollout.get("revision"), "outcome": outcome, "endedAt": ended}
+    if message:
+        item["reason"] = message
+    if variant is not None:
+        item["model"] = dict(variant.get("model") or {})
+        if variant.get("runtime") is not None:
+            item["runtime"] = dict(variant["runtime"])
+    last["rejected"] = (rejected + [item])[-REJECTED_KEPT:]
+    return out
