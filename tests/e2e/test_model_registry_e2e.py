@@ -159,6 +159,9 @@ def test_an_alias_followed_rolls_new_versions_out_and_tags_how_they_ended(kube: 
     status = pinned(kube, namespace, v3, "rolled-back", timeout=240)
     failed_revision = status["rollout"]["revision"]
     assert status["stable"]["model"]["uri"] == f"models:/iris/{v2}"
+    rejected = wait_for(lambda: (rollout(kube, namespace, NAME)["history"][-1].get("rejected") or [None])[-1], 30,
+                        what="v3's rollout listed on v2's history entry")
+    assert rejected["outcome"] == "failed" and rejected["model"]["uri"] == f"models:/iris/{v3}", rejected
     wait_for(lambda: version_tags(host_url, "iris", v3).get(key) == "rolled-back", 60, what="v3 tagged rolled-back")
 
     # The rollback fired the retraining once: its Job registers v4 and moves the alias,
@@ -176,6 +179,7 @@ def test_an_alias_followed_rolls_new_versions_out_and_tags_how_they_ended(kube: 
     history = plugin("history", NAME, "-n", namespace)
     assert history.returncode == 0, history.stderr
     assert f"models:/iris/{v1}" in history.stdout and f"models:/iris/{v4}" in history.stdout, history.stdout
+    assert f"models:/iris/{v3}) while revision" in history.stdout and "failed at" in history.stdout, history.stdout
     where = plugin("where", f"iris/{v4}")
     assert where.returncode == 0 and NAME in where.stdout and namespace in where.stdout, where.stdout + where.stderr
     assert plugin("where", f"iris/{v3}").returncode != 0  # v3 serves nowhere
