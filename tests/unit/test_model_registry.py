@@ -372,3 +372,18 @@ def test_a_firing_sends_one_cloudevent_to_the_webhook_after_the_status_is_writte
     assert event.subject == "ml/iris" and event.data["version"] == "v1" and event.data["fired"] == 1
     assert event.data["reason"].startswith("the rollout of revision ")
     assert cluster.md["status"]["retraining"]["fired"] == 1 and "job" not in cluster.md["status"]["retraining"]
+
+
+def test_the_new_model_fields_have_no_schema_default_so_stored_objects_keep_their_revision():
+    """The API server writes schema defaults into every stored object: a `follow: false`
+    default would change spec.model, and so the revision, of every ModelDeployment made
+    before the field existed (their next pass would start a rollout)."""
+    import yaml as _yaml
+    from pathlib import Path
+
+    crd = _yaml.safe_load((Path(__file__).parents[2] / "crds" / "modeldeploy.io_modeldeployments.yaml").read_text())
+    model = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["model"]["properties"]
+    assert "default" not in model["follow"] and "default" not in model["registry"]
+    old = {"uri": "s3://b/v1", "format": "sklearn"}
+    validated, _ = validate("iris", {"model": old}, OperatorConfig().registry)
+    assert validated.spec.model.model_dump(by_alias=True, exclude_none=True) == {**old, "downloadTimeoutSeconds": 600}

@@ -124,8 +124,10 @@ class ModelSource(Model):
         ),
     )
     registry: ModelRegistry | None = Field(default=None, description=ModelRegistry.__doc__)
-    follow: bool = Field(
-        default=False,
+    # No schema default: the API server would add `follow: false` to every stored object,
+    # which changes spec.model (and so the revision) of every ModelDeployment made before it.
+    follow: bool | None = Field(
+        default=None,
         description=(
             "models:/NAME@ALIAS or models:/NAME/latest: when the registry moves the alias to "
             "another version, roll that version out under spec.rollout as if the spec had "
