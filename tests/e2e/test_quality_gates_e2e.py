@@ -181,6 +181,10 @@ def test_feedback_is_refused_with_a_reason(kube: Kube, kube_api, namespace: str,
     # Every pod of the new template: until then an old pod behind the Service answers 409.
     wait_for(feedback_rendered, 60, interval=1, what="monitoring.feedback in stable's pod template")
     kube_api.wait_deployment_available(namespace, f"{name}-stable", timeout=180)
+    # The old pod still answers (409) while it terminates (its preStop keeps it serving until
+    # kube-proxy has dropped it): wait until it is gone, not only until the new one is available.
+    wait_for(lambda: len(kube.list("v1", "Pod", namespace, {"modeldeploy.io/deployment": name})) == 1, 120, interval=1,
+             what="the old pod gone")
     code, answer = wait_for(lambda: (r := http("POST", f"{url}/v2/models/{name}/feedback", {"id": "x", "label": 1}))[0] == 200 and r,
                             60, interval=1, what="feedback accepted once the pods rolled")
     code, answer = http("POST", f"{url}/v2/models/{name}/feedback", {"feedback": [{"label": 1}]})
