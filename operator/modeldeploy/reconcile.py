@@ -20,6 +20,7 @@ from .api import conditions as c
 from .api import modelregistry as mr
 from .api.annotations import RETRY
 from .api.redact import redact
+from .api.status import HISTORY_KEPT
 from .api.validate import Problem, Validated, validate
 from .config import OperatorConfig
 from .k8s import ApiError, ChildConflict, Kube
@@ -208,7 +209,8 @@ def _canary(
 
 
 def _rollout_status(
-    previous: Mapping[str, Any], variants: Variants, tick: Tick | None, now: float, applied: int | None = None
+    previous: Mapping[str, Any], variants: Variants, tick: Tick | None, now: float, applied: int | None = None,
+    kept: int = HISTORY_KEPT,
 ) -> dict[str, Any]:
     """status.stable, status.rollout and status.canary for this pass; {} without spec.rollout.
 
@@ -217,7 +219,7 @@ def _rollout_status(
     out: dict[str, Any] = {}
     if variants.snapshot is not None:
         out["stable"] = dict(variants.snapshot)
-        out["history"] = record_history(previous.get("history") or [], previous.get("stable"), variants.snapshot, _now())
+        out["history"] = record_history(previous.get("history") or [], previous.get("stable"), variants.snapshot, _now(), kept)
     if variants.state is None or variants.revision is None:
         return out
     before = previous.get("rollout") or {}
@@ -491,7 +493,8 @@ def reconcile(
         # The first revision is stable once it serves: record it, so later changes roll out
         # (an explicit canary starts rolling out in the same status write).
         variants = decide(spec, previous, stable_complete=True, now=now, resolve=resolve, retry=retry)
-    rollout_part = _rollout_status(previous, variants, tick, now, applied)
+    kept = int((spec.get("rollout") or {}).get("revisionHistoryLimit") or HISTORY_KEPT)
+    rollout_part = _rollout_status(previous, variants, tick, now, applied, kept)
     if validated is not None:
         fallback_part = fallback_status(
             previous, (spec.get("traffic") or {}).get("fallback"), backup, backup_entry,

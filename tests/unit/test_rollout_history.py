@@ -206,3 +206,22 @@ def test_a_rollout_that_ended_without_promotion_is_listed_once_on_the_stable_ent
                              {"model": V3}, "t9")
     assert [(r["outcome"], r.get("reason")) for r in failed[-1]["rejected"]] == [("aborted", "aborted: traffic returned to stable"),
                                                                                ("failed", "deadline")]
+
+
+def test_revision_history_limit_sets_how_many_promoted_revisions_are_kept():
+    history: list = []
+    previous = None
+    for n in range(5):
+        snapshot = stable({**V1, "uri": f"s3://models/iris/v{n}"})
+        history = record(history, previous, snapshot, f"t{n}", kept=3)
+        previous = snapshot
+    assert [h["number"] for h in history] == [3, 4, 5]
+    assert len(record(history, previous, previous, "t9", kept=2)) == 2  # a lower limit applies at once
+    _, problems = validate_spec({"model": V1, "rollout": {"revisionHistoryLimit": 51}})
+    assert any(p.field == "spec.rollout.revisionHistoryLimit" for p in problems), problems
+
+
+def validate_spec(spec: dict):
+    from modeldeploy.api.validate import validate
+
+    return validate("iris", spec, OperatorConfig().registry)

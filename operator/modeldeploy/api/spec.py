@@ -505,6 +505,10 @@ class RolloutPolicy(Model):
         default=600, ge=30, description="A step that cannot complete within this fails the rollout."
     )
     notify: list[Webhook] | None = Field(default=None, max_length=8, description=Webhook.__doc__)
+    revision_history_limit: int | None = Field(
+        default=None, ge=1, le=50,
+        description="Promoted revisions kept in status.history for `kubectl modeldeploy history` and `undo` (default 10).",
+    )
 
 
 class HeaderMatch(Model):

@@ -119,6 +119,8 @@ class RolloutStatus(Model):
 
 # Promoted revisions kept in status.history (Argo Rollouts' revisionHistoryLimit default).
 HISTORY_KEPT = 10
+# The most spec.rollout.revisionHistoryLimit may ask for (the CRD's bound on status.history).
+HISTORY_MAX = 50
 
 
 class RejectedRollout(Model):
@@ -270,8 +272,9 @@ class ModelDeploymentStatus(Model):
     registry: RegistryStatus | None = Field(default=None, description=RegistryStatus.__doc__)
     retraining: RetrainingStatus | None = Field(default=None, description=RetrainingStatus.__doc__)
     history: list[PromotedRevision] | None = Field(
-        default=None, max_length=HISTORY_KEPT,
-        description=f"The last (up to {HISTORY_KEPT}) revisions that became stable, oldest first; the last is status.stable.",
+        default=None, max_length=HISTORY_MAX,
+        description=(f"The last spec.rollout.revisionHistoryLimit (default {HISTORY_KEPT}) revisions that became stable, "
+                     "oldest first; the last is status.stable."),
     )
     kopf: PassThrough | None = Field(
         default=None, description="Bookkeeping of the Kopf framework; not for users."

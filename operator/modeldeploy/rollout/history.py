@@ -33,6 +33,7 @@ def entry(number: int, snapshot: Mapping[str, Any], at: str | None) -> dict[str,
 
 def record(
     history: Sequence[Mapping[str, Any]], previous_stable: Mapping[str, Any] | None, snapshot: Mapping[str, Any], at: str,
+    kept: int = HISTORY_KEPT,
 ) -> list[dict[str, Any]]:
     """status.history once ``snapshot`` is status.stable, ``at`` being now.
 
@@ -44,10 +45,10 @@ def record(
         return [entry(1, snapshot, None if known else at)]
     rev = revision(snapshot)
     if history[-1].get("revision") == rev:
-        return [dict(item) for item in history]
+        return [dict(item) for item in history][-kept:]
     number = max(int(item.get("number") or 0) for item in history) + 1
-    kept = [dict(item) for item in history if item.get("revision") != rev]
-    return (kept + [entry(number, snapshot, at)])[-HISTORY_KEPT:]
+    others = [dict(item) for item in history if item.get("revision") != rev]
+    return (others + [entry(number, snapshot, at)])[-kept:]
 
 
 def undo_target(
