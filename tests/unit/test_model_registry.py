@@ -387,3 +387,12 @@ def test_the_new_model_fields_have_no_schema_default_so_stored_objects_keep_thei
     old = {"uri": "s3://b/v1", "format": "sklearn"}
     validated, _ = validate("iris", {"model": old}, OperatorConfig().registry)
     assert validated.spec.model.model_dump(by_alias=True, exclude_none=True) == {**old, "downloadTimeoutSeconds": 600}
+
+
+def test_the_client_sends_the_secrets_token_or_basic_credentials():
+    from modeldeploy.k8s.mlflow import MlflowRegistry
+
+    assert MlflowRegistry("http://m/", {"MLFLOW_TRACKING_TOKEN": "t0k"}).headers == {"Authorization": "Bearer t0k"}
+    basic = MlflowRegistry("http://m", {"MLFLOW_TRACKING_USERNAME": "user", "MLFLOW_TRACKING_PASSWORD": "pw"})
+    assert basic.headers == {"Authorization": "Basic dXNlcjpwdw=="} and basic.url == "http://m"
+    assert MlflowRegistry("http://m", {}).headers == {} and MlflowRegistry("http://m").http.trust_env is False
