@@ -24,11 +24,11 @@ from .api.status import HISTORY_KEPT
 from .api.validate import Problem, Validated, validate
 from .config import OperatorConfig
 from .k8s import ApiError, ChildConflict, Kube
-from .k8s.notify import Notification, Notifier, notifications
+from .k8s.notify import Notification, Notifier, notifications, retraining_triggered
 from .analysis import retraining
-from .api.crd import GROUP, PLURAL, VERSION
 from .api.spec import Webhook
 from .render.retraining import job_name, render_job
+from .render.target import owner_reference
 from .progress import Tick, drift_watched
 from .render import MANAGED_KINDS, ROUTE_KINDS, Canary, Fallback, Target, labels, names, render_children
 from .render.canary import route_matches
@@ -41,7 +41,7 @@ from .rollout.record import changes, from_status, iso, runtime_from, to_status
 from .rollout.variants import Variants, decide, ended_at, registry_resolver, variant_of, with_variant
 from .routing.registry import provider_for
 from .routing.router import NginxRouter, keep_service_on_router
-from .status import Event, Observed, compute_status, condition, rolled_out, status_patch, transitions
+from .status import Event, Observed, compute_status, condition, keep_transition_times, rolled_out, status_patch, transitions
 
 log = logging.getLogger(__name__)
 # Analysis verdicts kept in status.rollout.analyses (the CRD allows at most 10).
@@ -331,9 +331,7 @@ def _registry_part(
         ), generation)
     else:
         cond = condition(c.MODEL_RESOLVED, c.UNKNOWN, c.NOT_RESOLVED, f"{out.get('uri')}: not resolved yet", generation)
-    before = {k["type"]: k for k in previous.get("conditions") or ()}.get(c.MODEL_RESOLVED) or {}
-    same = before.get("status") == cond["status"] and before.get("reason") == cond["reason"]
-    cond["lastTransitionTime"] = before.get("lastTransitionTime") if same and before.get("lastTransitionTime") else _now()
+    [cond] = keep_transition_times([cond], previous.get("conditions") or (), _now())
     status["conditions"] = [k for k in status["conditions"] if k["type"] != c.MODEL_RESOLVED] + [cond]
     events = []  # a changed ModelResolved has its event from transitions()
     if pin is not None and pin.moved is not None:
@@ -370,20 +368,16 @@ def _retraining_part(
             job = job_name(name, firing.number)
             env = {"MODEL_NAME": model_name, "MODEL_VERSION": version, "MODEL_URI": str(model.get("uri") or ""),
                    "RETRAINING_REASON": firing.reason, "MODELDEPLOYMENT_NAMESPACE": namespace, "MODELDEPLOYMENT_NAME": name}
-            owner = {"apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"), "kind": body.get("kind", "ModelDeployment"),
-                     "name": name, "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
             try:
                 if kube.get("batch/v1", "Job", namespace, job) is None:
-                    kube.apply(render_job(name, namespace, owner, settings["job"], firing.number, env))
+                    kube.apply(render_job(name, namespace, owner_reference(name, meta["uid"]), settings["job"], firing.number, env))
                 part["job"], part["jobPhase"] = job, "Running"
             except (ApiError, ChildConflict) as err:
                 part["message"] = f"could not create Job {job}: {err}"
                 events.append(Event("Warning", "RetrainingJobFailed", part["message"]))
-        source = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
-        data = {"namespace": namespace, "name": name, "model": model_name, "version": version, "uri": model.get("uri"),
-                "reason": firing.reason, "fired": firing.number, "drift": status.get("drift"), "job": part.get("job")}
-        notification = Notification("retraining", "io.modeldeploy.retraining.triggered", f"{namespace}/{name}", source, data,
-                                    f"{namespace}/{name}: retraining fired: {firing.reason}")
+        notification = retraining_triggered(namespace, name, {
+            "namespace": namespace, "name": name, "model": model_name, "version": version, "uri": model.get("uri"),
+            "reason": firing.reason, "fired": firing.number, "drift": status.get("drift"), "job": part.get("job")})
     elif part.get("job") and part.get("jobPhase") == "Running":
         try:
             found = retraining.job_phase(kube.get("batch/v1", "Job", namespace, str(part["job"])))

@@ -324,7 +324,7 @@ def _drifting(summary: Mapping[str, Any] | None, generation: int) -> dict[str, A
     return condition(c.DRIFTING, c.FALSE, c.NO_DRIFT, f"worst: {where}, {score} <= {summary['threshold']:g}", generation)
 
 
-def _keep_transition_times(new: Iterable[dict[str, Any]], old: Iterable[Mapping[str, Any]], now: str) -> list[dict[str, Any]]:
+def keep_transition_times(new: Iterable[dict[str, Any]], old: Iterable[Mapping[str, Any]], now: str) -> list[dict[str, Any]]:
     previous = {cond.get("type"): cond for cond in old}
     result = []
     for cond in new:
@@ -385,7 +385,7 @@ def compute_status(previous: Mapping[str, Any], observed: Observed, now: str) ->
     drift = (observed.drift if observed.drift is not None else previous.get("drift")) if observed.drift_watched else None
     if observed.drift_watched:
         computed.append(_drifting(drift, observed.generation))
-    conditions = _keep_transition_times(computed, previous.get("conditions") or (), now)
+    conditions = keep_transition_times(computed, previous.get("conditions") or (), now)
     by_type = {cond["type"]: cond for cond in conditions}
     status: Status = {"observedGeneration": observed.generation, "conditions": conditions, **counts}
     if drift:

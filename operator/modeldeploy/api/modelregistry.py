@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 SCHEME = "models:/"
@@ -67,7 +67,6 @@ class PinRead:
 
     status: dict[str, Any]
     moved: tuple[str, str] | None = None
-    messages: list[str] = field(default_factory=list)
 
 
 def is_registry_uri(uri: str | None) -> bool:

@@ -108,9 +108,9 @@ class Pins:
             answer = registry.resolve(ref, known)
             known[answer.version] = {**known.get(answer.version, {}), **answer.as_status()}
             self._pin(read, answer, follow=unpinned or mr.following(spec) or ref.version is not None, now=now)
-            for name, version in in_use:
-                if name == ref.name and version not in known:
-                    extra = registry.resolve(mr.Ref(name, version=version), known)
+            for version in missing:
+                if version not in known:  # the answer above may have been it
+                    extra = registry.resolve(mr.Ref(ref.name, version=version), known)
                     known[extra.version] = extra.as_status()
         except RegistryError as err:
             log.warning("%s/%s: %s", body["metadata"].get("namespace"), body["metadata"].get("name"), err.message)

@@ -57,10 +57,22 @@ def _drifting(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return next((x for x in status.get("conditions") or () if x.get("type") == c.DRIFTING), None)
 
 
+def source_of(namespace: str, name: str) -> str:
+    """The CloudEvent source of a ModelDeployment: its API path."""
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
+def retraining_triggered(namespace: str, name: str, data: Mapping[str, Any]) -> Notification:
+    """spec.monitoring.retraining fired: ``data`` says for which model, version and reason."""
+    subject = f"{namespace}/{name}"
+    return Notification("retraining", "io.modeldeploy.retraining.triggered", subject, source_of(namespace, name), data,
+                        f"{subject}: retraining fired: {data.get('reason')}")
+
+
 def notifications(namespace: str, name: str, previous: Mapping[str, Any], status: Mapping[str, Any]) -> list[Notification]:
     """What changed between two statuses of one ModelDeployment that a webhook is told of."""
     out: list[Notification] = []
-    source = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+    source = source_of(namespace, name)
     subject = f"{namespace}/{name}"
     before, after = previous.get("rollout") or {}, status.get("rollout") or {}
     phase = after.get("phase")

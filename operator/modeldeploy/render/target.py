@@ -17,6 +17,14 @@ def owned_metadata(name: str, namespace: str, owner_reference: Mapping[str, Any]
     return {"name": name, "namespace": namespace, "labels": dict(labels), "ownerReferences": [dict(owner_reference)]}
 
 
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    """Makes the ModelDeployment ``name`` own the child: deleting it garbage-collects the child.
+
+    https://kubernetes.io/docs/concepts/overview/working-with-objects/owners-dependents/
+    """
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid, "controller": True, "blockOwnerDeletion": True}
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -29,18 +37,7 @@ class Target:
     artifact: Artifact | None = None
 
     def owner_reference(self) -> dict[str, Any]:
-        """Makes the ModelDeployment own the child: deleting it garbage-collects the child.
-
-        https://kubernetes.io/docs/concepts/overview/working-with-objects/owners-dependents/
-        """
-        return {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
+        return owner_reference(self.name, self.uid)
 
     def metadata(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
         return owned_metadata(name, self.namespace, self.owner_reference(), labels)
