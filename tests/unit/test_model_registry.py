@@ -343,18 +343,13 @@ def test_retraining_is_the_operators_the_model_servers_pods_are_the_same_with_it
 
 
 def test_a_firing_sends_one_cloudevent_to_the_webhook_after_the_status_is_written(clock):
-    from test_provider_wiring import V2, run
+    from test_provider_wiring import rolling_out
     from modeldeploy.progress import Windows
 
     cluster = Cluster({"model": dict(V1_MODEL), "replicas": 2, "rollout": {"steps": [{"setWeight": 25}, {"pause": {}}]},
                        "monitoring": {"retraining": {"onRollback": True, "webhook": {"url": "http://hook/retrain"}}}})
     windows = Windows()
-    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
-    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
-    cluster.md["spec"]["model"] = V2
-    for _ in range(3):
-        run(cluster, windows, clock)
-    assert cluster.md["status"]["rollout"]["phase"] == "Progressing"
+    assert rolling_out(cluster, windows, clock)["rollout"]["phase"] == "Progressing"
     sent = []
     notifier = type("N", (), {"send": lambda self, hooks, found: sent.append((hooks, found))})()
     cluster.md["spec"]["rollout"]["abort"] = True

@@ -130,6 +130,17 @@ def start(cluster: Cluster, windows: Windows, clock: list[float]) -> dict[str, A
     return status
 
 
+def rolling_out(cluster: Cluster, windows: Windows, clock: list[float], to: dict[str, Any] = V2) -> dict[str, Any]:
+    """The spec's model served and recorded as stable, then changed to ``to``: the status a
+    few ticks into its rollout."""
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
+    cluster.md["spec"]["model"] = to
+    for _ in range(3):
+        status = run(cluster, windows, clock)
+    return status
+
+
 def promote_and_retire(cluster: Cluster, windows: Windows, clock: list[float]) -> dict[str, Any]:
     cluster.md["metadata"]["annotations"] = {"modeldeploy.io/promote-full": "now"}
     for _ in range(4):

@@ -17,7 +17,7 @@ from modeldeploy.rollout.history import record, undo_target
 from modeldeploy.rollout.plan import retry
 from modeldeploy.rollout.record import from_status, iso, revision, to_status
 from modeldeploy.rollout.variants import decide, target_variant
-from test_provider_wiring import Cluster, clock, run, start  # noqa: F401 - clock is a fixture
+from test_provider_wiring import Cluster, clock, rolling_out, run, start  # noqa: F401 - clock is a fixture
 
 pytestmark = pytest.mark.canary
 
@@ -186,11 +186,7 @@ def test_a_rollout_that_ended_without_promotion_is_listed_once_on_the_stable_ent
 
     cluster = Cluster({"model": V1, "replicas": 2, "rollout": {"steps": [{"setWeight": 25}, {"pause": {}}]}})
     windows = Windows()
-    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
-    reconcile(cluster, OperatorConfig(), copy.deepcopy(cluster.md))
-    cluster.md["spec"]["model"] = V2
-    for _ in range(3):
-        run(cluster, windows, clock)
+    rolling_out(cluster, windows, clock, V2)
     cluster.md["spec"]["rollout"]["abort"] = True
     for _ in range(3):
         status = run(cluster, windows, clock)
