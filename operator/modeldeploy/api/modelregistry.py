@@ -161,16 +161,20 @@ def pinned(spec: Mapping[str, Any], status: Mapping[str, Any], default_tracking:
     return {**spec, "model": model}, None
 
 
-def version_ref(model: Mapping[str, Any] | None) -> Ref | None:
-    """The Ref of a model pinned to a version (models:/NAME/VERSION), else None."""
-    uri = (model or {}).get("uri")
+def ref_of(uri: Any) -> Ref | None:
+    """The Ref of any well-formed models:/ URI; None for any other URI."""
     if not is_registry_uri(uri):
         return None
     try:
-        ref = parse(uri)
+        return parse(str(uri))
     except ValueError:
         return None
-    return ref if ref.version is not None else None
+
+
+def version_ref(model: Mapping[str, Any] | None) -> Ref | None:
+    """The Ref of a model pinned to a version (models:/NAME/VERSION), else None."""
+    ref = ref_of((model or {}).get("uri"))
+    return ref if ref is not None and ref.version is not None else None
 
 
 def artifact(model: Mapping[str, Any], status: Mapping[str, Any]) -> Artifact | None:

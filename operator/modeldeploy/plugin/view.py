@@ -184,12 +184,7 @@ def ready_counts(pods: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]
 def registry_ref(uri: Any) -> mr.Ref | None:
     """A models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest URI's parts (alias
     "latest" for the last, as status.registry records it); None for any other URI."""
-    if not mr.is_registry_uri(uri):
-        return None
-    try:
-        return mr.parse(str(uri))
-    except ValueError:
-        return None
+    return mr.ref_of(uri)
 
 
 def registry_status(md: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,7 +203,7 @@ def pinned_uri(model: Mapping[str, Any] | None, registry: Mapping[str, Any]) -> 
 
 def registry_version(uri: Any) -> str | None:
     """VERSION of a models:/NAME/VERSION URI (None for any other)."""
-    ref = registry_ref(uri)
+    ref = mr.version_ref({"uri": uri})
     return ref.version if ref is not None else None
 
 
@@ -217,9 +212,9 @@ def run_of(version: str | None, registry: Mapping[str, Any]) -> str | None:
     version's own runId."""
     if version is None:
         return None
-    for item in registry.get("versions") or ():
-        if str(item.get("version")) == version and item.get("runId"):
-            return str(item["runId"])
+    known = mr.known_version({"registry": registry}, version) or {}
+    if known.get("runId"):
+        return str(known["runId"])
     return str(registry["runId"]) if str(registry.get("version")) == version and registry.get("runId") else None
 
 
