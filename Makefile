@@ -38,6 +38,7 @@ lint: install ## import-linter contracts: pure layers stay free of kopf and the 
 
 crds: install ## regenerate crds/ from the API models (a unit test fails when it is stale)
 	$(VENV)/bin/modeldeploy crd > crds/modeldeploy.io_modeldeployments.yaml
+	$(VENV)/bin/modeldeploy crd --kind BatchPrediction > crds/modeldeploy.io_batchpredictions.yaml
 
 manifests: install ## render manifests/ (kustomize base) from charts/modeldeploy and copy crds/ into the chart (tests fail when stale)
 	$(VENV)/bin/python hack/render-manifests.py

@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "modeldeploy"
-CRD = "modeldeploy.io_modeldeployments.yaml"
+CRDS = ("modeldeploy.io_modeldeployments.yaml", "modeldeploy.io_batchpredictions.yaml")
 NAMESPACE = "modeldeploy-system"
 # Labels only Helm's own bookkeeping means something with.
 HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
@@ -33,7 +33,8 @@ _Dumper.add_representer(str, lambda d, v: d.represent_scalar("tag:yaml.org,2002:
 
 def sync_chart() -> None:
     """The chart carries crds/ and the default runtime registry as files of its own."""
-    shutil.copyfile(ROOT / "crds" / CRD, CHART / "crds" / CRD)
+    for crd in CRDS:
+        shutil.copyfile(ROOT / "crds" / crd, CHART / "crds" / crd)
     shutil.copyfile(ROOT / "operator" / "modeldeploy" / "runtimes.yaml", CHART / "files" / "runtimes.yaml")
 
 
@@ -62,9 +63,10 @@ def write(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     docs = render()
     (out_dir / "operator.yaml").write_text(HEADER + yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, width=100))
-    shutil.copyfile(ROOT / "crds" / CRD, out_dir / CRD)
+    for crd in CRDS:
+        shutil.copyfile(ROOT / "crds" / crd, out_dir / crd)
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                     "resources": [CRD, "operator.yaml"]}
+                     "resources": [*CRDS, "operator.yaml"]}
     (out_dir / "kustomization.yaml").write_text(HEADER + yaml.safe_dump(kustomization, sort_keys=False))
 
 

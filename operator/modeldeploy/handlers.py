@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from .api.batch import PLURAL as BATCH_PLURAL
 from .api.crd import GROUP, PLURAL, VERSION
 from .config import DEFAULT_WORKERS, OperatorConfig
 from .controller.cache import ROUTES, WATCHED
@@ -73,5 +74,6 @@ async def cache_and_queue_owner(event: kopf.RawEvent, memo: kopf.Memo, **_: Any)
 
 
 kopf.on.event(GROUP, VERSION, PLURAL, id="modeldeployments")(cache_and_queue_owner)
+kopf.on.event(GROUP, VERSION, BATCH_PLURAL, id="batchpredictions")(cache_and_queue_owner)
 for _selector in WATCHED + ROUTES:
     kopf.on.event(*_selector, labels={labels.MANAGED_BY: labels.MANAGER}, id=_selector[-1].lower())(cache_and_queue_owner)

@@ -452,7 +452,7 @@ def test_the_first_pass_in_a_namespace_lists_every_watched_kind_there_once():
     operator = Operator(OperatorConfig(), kube)  # type: ignore[arg-type]
     operator.list_watched("ml")
     operator.list_watched("ml")
-    kinds = ["ModelDeployment", *(kind for _, kind in WATCHED + ROUTES)]
+    kinds = ["ModelDeployment", "BatchPrediction", *(kind for _, kind in WATCHED + ROUTES)]
     assert kube.calls == [(kind, "ml") for kind in kinds]
     assert operator.cache.get("Deployment", "ml", "iris-stable") is not None
     assert [p["metadata"]["namespace"] for p in operator.cache.list("Pod", "ml", {})] == ["ml"]
@@ -468,7 +468,7 @@ def test_an_operator_of_all_namespaces_lists_everything_once():
     operator.list_watched("ml")
     operator.list_watched("prod")
     assert {namespace for _, namespace in kube.calls} == {None}
-    assert len(kube.calls) == 1 + len(WATCHED + ROUTES)
+    assert len(kube.calls) == 2 + len(WATCHED + ROUTES)
     assert operator.cache.get("Pod", "prod", "iris-1") is not None
 
 

@@ -61,6 +61,8 @@ def test_examples_are_valid_modeldeployments(path):
 @pytest.mark.parametrize("copy, source", [
     ("charts/modeldeploy/crds/modeldeploy.io_modeldeployments.yaml", "crds/modeldeploy.io_modeldeployments.yaml"),
     ("manifests/modeldeploy.io_modeldeployments.yaml", "crds/modeldeploy.io_modeldeployments.yaml"),
+    ("charts/modeldeploy/crds/modeldeploy.io_batchpredictions.yaml", "crds/modeldeploy.io_batchpredictions.yaml"),
+    ("manifests/modeldeploy.io_batchpredictions.yaml", "crds/modeldeploy.io_batchpredictions.yaml"),
     ("charts/modeldeploy/files/runtimes.yaml", "operator/modeldeploy/runtimes.yaml"),
 ])
 def test_the_chart_and_manifests_carry_the_crd_and_the_default_registry_unchanged(copy, source):

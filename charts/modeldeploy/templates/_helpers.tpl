@@ -32,6 +32,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [modeldeploy.io]
   resources: [modeldeployments/status]
   verbs: [patch]
+# BatchPredictions: read from the watch cache, only their status written.
+- apiGroups: [modeldeploy.io]
+  resources: [batchpredictions]
+  verbs: [list, watch]
+- apiGroups: [modeldeploy.io]
+  resources: [batchpredictions/status]
+  verbs: [patch]
 # The children, applied server-side (patch; create and get for the first one) and pruned.
 - apiGroups: [apps]
   resources: [deployments]
@@ -67,10 +74,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [secrets]
   verbs: [get]
 # spec.monitoring.retraining.job: the retraining Jobs, applied server-side once per cooldown
-# (patch; create for the new one) and read for their outcome.
+# (patch; create for the new one); a BatchPrediction's plan and Indexed Jobs, applied,
+# patched (parallelism, suspend) and deleted when superseded or past the history limits.
+# Watched (managed-by label) for their outcome.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end -}}
 
 {{/* Cluster-scoped reads Kopf makes at start (no write). */}}

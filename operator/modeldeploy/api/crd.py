@@ -1,4 +1,4 @@
-"""Generate the ModelDeployment CustomResourceDefinition from the pydantic models.
+"""Generate the CustomResourceDefinitions (ModelDeployment, BatchPrediction) from the pydantic models.
 
 Kubernetes needs a *structural* schema
 (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#specifying-a-structural-schema):
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import batch
 from .spec import ModelDeploymentSpec
 from .status import ModelDeploymentStatus
 
@@ -92,20 +93,27 @@ def printer_columns() -> list[dict[str, Any]]:
     ]
 
 
-def crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object, ready to dump as YAML or apply."""
-    spec = _model_schema(ModelDeploymentSpec)
-    status = _model_schema(ModelDeploymentStatus)
+def batch_printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Model", "type": "string", "jsonPath": ".status.model.label"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Shards", "type": "string", "description": "done/total", "jsonPath": ".status.progress"},
+        {"name": "Rows", "type": "integer", "jsonPath": ".status.rows.out"},
+        {"name": "Rejected", "type": "integer", "priority": 1, "jsonPath": ".status.rows.rejected"},
+        {"name": "Rows/s", "type": "number", "priority": 1, "jsonPath": ".status.rowsPerSecond"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def _definition(kind: str, plural: str, singular: str, short_names: list[str], description: str,
+                spec: dict[str, Any], status: dict[str, Any], columns: list[dict[str, Any]]) -> dict[str, Any]:
     schema = {
         "type": "object",
-        "description": (
-            "A model served on Kubernetes: where the model is, which server runs it, how many "
-            "replicas, and how new versions roll out."
-        ),
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of this object."},
-            "kind": {"type": "string", "description": "ModelDeployment."},
+            "kind": {"type": "string", "description": f"{kind}."},
             "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
@@ -114,16 +122,16 @@ def crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
                 "categories": CATEGORIES,
             },
             "versions": [
@@ -132,9 +140,32 @@ def crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer_columns(),
+                    "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": schema},
                 }
             ],
         },
     }
+
+
+def crd() -> dict[str, Any]:
+    """The ModelDeployment CustomResourceDefinition, ready to dump as YAML or apply."""
+    return _definition(
+        KIND, PLURAL, SINGULAR, SHORT_NAMES,
+        "A model served on Kubernetes: where the model is, which server runs it, how many "
+        "replicas, and how new versions roll out.",
+        _model_schema(ModelDeploymentSpec), _model_schema(ModelDeploymentStatus), printer_columns(),
+    )
+
+
+def batch_crd() -> dict[str, Any]:
+    """The BatchPrediction CustomResourceDefinition."""
+    return _definition(
+        batch.KIND, batch.PLURAL, batch.SINGULAR, batch.SHORT_NAMES,
+        "Files scored offline by a model (a ModelDeployment's, or its own): sharded over an "
+        "Indexed Job, resumable, once or on a schedule.",
+        _model_schema(batch.BatchPredictionSpec), _model_schema(batch.BatchPredictionStatus), batch_printer_columns(),
+    )
+
+
+CRDS = {KIND: crd, batch.KIND: batch_crd}

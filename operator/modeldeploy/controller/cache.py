@@ -36,6 +36,8 @@ WATCHED: tuple[tuple[str, str], ...] = (
     ("policy/v1", "PodDisruptionBudget"),
     ("v1", "ConfigMap"),
     ("v1", "Pod"),
+    # BatchPrediction runs (and retraining Jobs): a Job's end comes as an event.
+    ("batch/v1", "Job"),
 )
 # Children of the gateway-api and istio providers, whose CRDs may be absent.
 ROUTES: tuple[tuple[str, str], ...] = (

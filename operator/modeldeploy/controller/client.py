@@ -19,6 +19,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ..api.batch import KIND as BATCH_KIND
 from ..api.crd import API_VERSION, KIND
 from ..k8s import ApiError, ChildConflict, Kube
 from ..render import labels
@@ -29,7 +30,7 @@ _MISSING = "\0missing"
 # operator still declares the same fields.
 APPLIED = labels.APPLIED
 # The kinds the operator watches, so the cache has every object of theirs it may read.
-CACHED_KINDS = frozenset({kind for _, kind in WATCHED + ROUTES} | {KIND})
+CACHED_KINDS = frozenset({kind for _, kind in WATCHED + ROUTES} | {KIND, BATCH_KIND})
 
 
 def project(live: Any, desired: Any) -> Any:
@@ -153,8 +154,8 @@ class CachedClient:
         with self._lock:
             self._applied.pop((kind, namespace or "", name), None)
 
-    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        answer = self.kube.patch_status(namespace, name, patch)
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any], kind: str = KIND) -> None:
+        answer = self.kube.patch_status(namespace, name, patch, kind) if kind != KIND else self.kube.patch_status(namespace, name, patch)
         if answer:
             self.cache.put(answer)
 

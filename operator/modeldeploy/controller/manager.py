@@ -38,6 +38,8 @@ from ..progress import (
 from ..reconcile import ReconcileError, reconcile
 from ..render import labels
 from ..rollout.plan import ACTIVE
+from ..api import batch as batch_api
+from .batch import BatchController
 from .cache import ROUTES, WATCHED, Cache, Key
 from .client import CachedClient
 from .pins import Pins
@@ -91,6 +93,7 @@ class Operator:
         self.pins = Pins(self.client, lambda: self.config.mlflow_tracking_uri)
         self._tags: dict[Key, dict[str, dict[str, str]]] = {}  # registry tags written, by version
         self.workers = Workers(self.queue, self.run, workers=workers, resync=resync, quiet=(ApiError, ReconcileError))
+        self.batch = BatchController(config, self.client, self.cache, clock=clock, resync=resync, before=self.list_watched)
         self._clock = clock
         self._started = clock()  # watch_fallback: pods created since are counted whole
         self._ticked: dict[Key, float] = {}  # when each rollout was last advanced
@@ -121,9 +124,13 @@ class Operator:
             self.cache.remove_object(obj)
         elif not self.cache.put(obj):
             return
+        if self.batch.observe(obj):
+            return
         key = owner_key(obj)
         if key is None:
             return
+        if obj.get("kind") in (KIND, "Deployment"):
+            self.batch.model_changed(*key)
         if obj.get("kind") != "Pod":
             with self._guard:
                 self._changes[key] = self._changes.get(key, 0) + 1
@@ -141,22 +148,28 @@ class Operator:
             started, count = time.monotonic(), 0
             managed = {labels.MANAGED_BY: labels.MANAGER}
             listed: list[Key] = []
-            for api_version, kind in ((API_VERSION, KIND), *WATCHED, *ROUTES):
+            batches: list[Key] = []
+            for api_version, kind in ((API_VERSION, KIND), (API_VERSION, batch_api.KIND), *WATCHED, *ROUTES):
                 try:
-                    for page in self.kube.list_pages(api_version, kind, scope or None, {} if kind == KIND else managed):
+                    unfiltered = kind in (KIND, batch_api.KIND)
+                    for page in self.kube.list_pages(api_version, kind, scope or None, {} if unfiltered else managed):
                         for obj in page:
                             self.cache.put(obj)
                         if kind == KIND:
                             listed += [key for key in map(owner_key, page) if key is not None]
+                        elif kind == batch_api.KIND:
+                            batches += [(o["metadata"].get("namespace") or "", o["metadata"]["name"]) for o in page]
                         count += len(page)
                 except ApiError as err:
-                    if err.status == 404 and (api_version, kind) in ROUTES:
-                        continue  # that provider's CRD is not installed
+                    if err.status == 404 and ((api_version, kind) in ROUTES or kind == batch_api.KIND):
+                        continue  # that provider's CRD (or, from an older chart, the BatchPrediction CRD) is not installed
                     raise
             self._listed.add(scope)
         # Their watch events may have come before this listing and found the cache as new.
         for key in listed:
             self.queue.add(key)
+        for key in batches:
+            self.batch.queue.add(key)
         log.info("listed %d watched objects in %s in %.1f s", count, scope or "all namespaces", time.monotonic() - started)
 
     # One pass.
@@ -306,12 +319,14 @@ class Operator:
     def start(self) -> None:
         self._stop.clear()
         self.workers.start()
+        self.batch.start()
         self._poller = threading.Thread(target=self._poll_registry, name="modeldeploy-registry", daemon=True)
         self._poller.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.workers.stop()
+        self.batch.stop()
         self.notifier.stop()
         if self._poller is not None:
             self._poller.join(timeout=REGISTRY_POLL_SECONDS * 2)

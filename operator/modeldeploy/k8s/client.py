@@ -224,14 +224,15 @@ class Kube:
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(API_VERSION, KIND, namespace, name)
 
-    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
-        """One JSON merge patch of the ModelDeployment's status (``status.status_patch``
-        builds it: keys gone at any depth are sent as null); the patched object."""
-        path = f"{collection_path(API_VERSION, KIND, namespace)}/{name}/status"
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any], kind: str = KIND) -> dict[str, Any] | None:
+        """One JSON merge patch of a ModelDeployment's (or another of the operator's kinds')
+        status (``status.status_patch`` builds it: keys gone at any depth are sent as null);
+        the patched object."""
+        path = f"{collection_path(API_VERSION, kind, namespace)}/{name}/status"
         return self.request("PATCH", path, body={"status": dict(patch)}, content_type="application/merge-patch+json")
 
     def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the ModelDeployment, as `kubectl describe md` shows them."""
+        """A core/v1 Event on the ModelDeployment (or the BatchPrediction), as `kubectl describe` shows them."""
         meta = involved["metadata"]
         now = _now()
         event = {
@@ -239,7 +240,7 @@ class Kube:
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
+                "apiVersion": involved.get("apiVersion") or API_VERSION, "kind": involved.get("kind") or KIND, "name": meta["name"],
                 "namespace": meta["namespace"], "uid": meta.get("uid"),
                 "resourceVersion": meta.get("resourceVersion"),
             },

@@ -33,6 +33,10 @@ REGISTRY_MODEL = f"{DOMAIN}/registry-model"
 REGISTRY_VERSION = f"{DOMAIN}/registry-version"
 REGISTRY_RUN = f"{DOMAIN}/registry-run-id"
 ARTIFACT_URI = f"{DOMAIN}/artifact-uri"
+# BatchPrediction Jobs and their pods: which BatchPrediction and which of its runs. Never the
+# deployment label: a batch pod is no ModelDeployment's, whatever model it scores with.
+BATCH = f"{DOMAIN}/batch"
+BATCH_RUN = f"{DOMAIN}/batch-run"
 # On every child: a digest of the manifest the operator last applied (controller/client.py).
 APPLIED = f"{DOMAIN}/applied"
 

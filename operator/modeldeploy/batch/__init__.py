@@ -1,0 +1,1 @@
+"""BatchPrediction passes: plan Job, Indexed Job, status (docs/batch.md)."""
