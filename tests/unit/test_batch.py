@@ -402,3 +402,64 @@ def test_worker_threads_follow_the_cpu_limit():
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["OMP_NUM_THREADS"] == "2"
     assert job["spec"]["template"]["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "2"}, "requests": {"cpu": "1"}}
+
+
+# ---------------------------------------------------------------- kubectl modeldeploy batch
+
+
+def test_the_progress_bar():
+    from modeldeploy.plugin.batchview import bar
+
+    assert bar(0, 4, width=8) == "[--------]  0/4 (0%)"
+    assert bar(3, 4, width=8) == "[######--]  3/4 (75%)"
+    assert bar(4, 4, width=8) == "[########]  4/4 (100%)"
+
+
+def test_batch_status_shows_progress_rows_rate_and_earlier_runs():
+    from modeldeploy.plugin.batchview import status_view
+
+    store = Store()
+    planned(store)
+    store.pod("score-1", rb.WORKER, "1", "Succeeded", json.dumps({"index": 0, "state": "scored", "rowsIn": 10000, "rowsOut": 9990, "rejected": 10}), 0)
+    store.job_status("score-1", completedIndexes="0", active=2)
+    step(store, T0 + 65)
+    text = status_view(store.get("", "BatchPrediction", NS, "score"), T0 + 70)
+    assert "phase Running   run 1 (Created)" in text
+    assert "[##########--------------------]  1/3 (33%)  2 running" in text
+    assert "9,990 scored, 10 rejected, of 30,000 planned" in text
+    assert "166 rows/s   ETA 2m00s" in text
+    assert "Model:     iris (stable)  v1" in text
+
+
+def test_the_plugin_command_reads_the_batch_prediction_and_watch_ends_with_the_run(capsys):
+    import io
+
+    from modeldeploy.plugin import main as plugin
+
+    store = Store()
+    planned(store)
+    store.job_status("score-1", completedIndexes="0-1", failedIndexes="2",
+                     conditions=[{"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "x"}])
+    step(store, T0 + 10)
+
+    class Session:
+        namespace = "ml"
+
+        def get_batch(self, namespace, name):
+            return store.get("", "BatchPrediction", namespace, name)
+
+        def list_batches(self, namespace):
+            return store.list("", "BatchPrediction", namespace, {})
+
+        def served(self):
+            return True
+
+    out = io.StringIO()
+    args = plugin.parser().parse_args(["batch", "status", "score", "--watch", "-n", "ml"])
+    assert plugin.run_batch(Session(), args, out, sleep=lambda s: None) == 1
+    assert "the run failed: FailedIndexes" in capsys.readouterr().err
+    out = io.StringIO()
+    assert plugin.run_batch(Session(), plugin.parser().parse_args(["batch", "get", "-n", "ml"]), out) == 0
+    assert out.getvalue().splitlines()[1].split()[:4] == ["score", "v1", "Failed", "2/3"]
+    with pytest.raises(plugin.PluginError, match='batchprediction "nope" not found'):
+        plugin.run_batch(Session(), plugin.parser().parse_args(["batch", "status", "nope", "-n", "ml"]), io.StringIO())

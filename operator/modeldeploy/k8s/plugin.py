@@ -22,6 +22,7 @@ from typing import Any
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from ..api.batch import KIND as BATCH_KIND
 from ..api.crd import API_VERSION, KIND, PLURAL
 from ..render import labels
 from .client import ApiError, Kube, collection_path
@@ -62,6 +63,13 @@ class Session:
             "PATCH", f"{collection_path(API_VERSION, KIND, namespace)}/{name}", body=dict(patch),
             content_type="application/merge-patch+json", query={"fieldManager": FIELD_MANAGER},
         )
+
+    def get_batch(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get(API_VERSION, BATCH_KIND, namespace, name)
+
+    def list_batches(self, namespace: str | None) -> list[dict[str, Any]]:
+        """Every BatchPrediction of ``namespace`` (None: of all namespaces)."""
+        return [item for page in self.kube.list_pages(API_VERSION, BATCH_KIND, namespace, {}) for item in page]
 
     def served(self) -> bool:
         """The API server serves ModelDeployments (the CRD is installed)."""

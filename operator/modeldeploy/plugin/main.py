@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from .. import __version__
 from ..k8s import ApiError
 from ..k8s.plugin import ConfigError, Session, connect, unreachable_reason
-from . import actions, view
+from . import actions, batchview, view
 from .actions import Change, PluginError
 
 PROG = "kubectl modeldeploy"
@@ -82,7 +82,61 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("model", metavar="MODEL", help="a registered model: NAME, NAME/VERSION, NAME@ALIAS or models:/...; "
                        "else a URI, matched exactly or as a prefix ending at a /")
     where.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace (the default without -n)")
+    batch = commands.add_parser("batch", help="BatchPredictions: list them, or one's progress",
+                                description="BatchPredictions: list them (get), or one run's progress (status)")
+    _common(batch, suppress=True)
+    batch_commands = batch.add_subparsers(dest="batch_command", required=True, metavar="COMMAND")
+    batch_get = batch_commands.add_parser("get", help="list BatchPredictions with their phase, shards and rows")
+    _common(batch_get, suppress=True)
+    batch_get.add_argument("names", nargs="*", metavar="NAME", help="only these")
+    batch_get.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
+    batch_status = batch_commands.add_parser("status", help="one BatchPrediction's run: a progress bar, rows, rate, ETA, earlier runs")
+    _common(batch_status, suppress=True)
+    batch_status.add_argument("name", metavar="NAME", help="the BatchPrediction")
+    batch_status.add_argument("-w", "--watch", action="store_true", help="print again on every change until the run ends")
+    batch_status.add_argument("--interval", type=float, default=WATCH_INTERVAL, help="seconds between looks with --watch (default: %(default)s)")
     return top
+
+
+def fetch_batch(session: Session, namespace: str, name: str) -> dict[str, Any]:
+    bp = session.get_batch(namespace, name)
+    if bp is None:
+        _require_crd(session)
+        raise PluginError(f'batchprediction "{name}" not found in namespace {namespace} (kubectl modeldeploy batch get -n {namespace} lists them)')
+    return bp
+
+
+def run_batch(session: Session, args: argparse.Namespace, out: TextIO, sleep: Callable[[float], None] = time.sleep) -> int:
+    if args.batch_command == "get":
+        namespace = None if args.all_namespaces else (args.namespace or session.namespace)
+        if args.names and namespace is None:
+            raise PluginError("names need one namespace: use -n NAMESPACE instead of -A")
+        items = [fetch_batch(session, namespace, n) for n in args.names] if args.names else session.list_batches(namespace)  # type: ignore[arg-type]
+        if not items:
+            print(f"No BatchPredictions found{' in namespace ' + namespace if namespace else ''}.", file=sys.stderr)
+            return 0
+        out.write(batchview.list_view(items, time.time(), all_namespaces=namespace is None) + "\n")
+        return 0
+    namespace = args.namespace or session.namespace
+    redraw = out.isatty()
+    shown: str | None = None
+    while True:
+        bp = fetch_batch(session, namespace, args.name)
+        if not args.watch:
+            out.write(batchview.status_view(bp, time.time()) + "\n")
+            return 0
+        version = bp["metadata"].get("resourceVersion")
+        if version != shown:
+            out.write((CLEAR if redraw else "" if shown is None else "\n") + batchview.status_view(bp, time.time()) + "\n")
+            out.flush()
+            shown = version
+        if batchview.ended(bp):
+            if (bp.get("status") or {}).get("phase") == "Failed":
+                message = ((bp.get("status") or {}).get("run") or {}).get("message", "")
+                print(f"error: {args.name}: the run failed: {message}".rstrip(": "), file=sys.stderr)
+                return 1
+            return 0
+        sleep(max(0.2, args.interval))
 
 
 def fetch(session: Session, namespace: str, name: str) -> dict[str, Any]:
@@ -232,6 +286,8 @@ def execute(args: argparse.Namespace, out: TextIO) -> int:
             return run_history(session, args, out)
         if args.command == "where":
             return run_where(session, args, out)
+        if args.command == "batch":
+            return run_batch(session, args, out)
         return steer(session, args.namespace or session.namespace, args.name, _steering(args), out)
     except ApiError as err:
         raise PluginError(describe(err, session)) from None
