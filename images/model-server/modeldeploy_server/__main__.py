@@ -54,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["batch"]:  # batch mode (see batch/): before kserve's parser is imported
+        from .batch import main as batch_main
+
+        batch_main(given[1:])
+        return
     from .errors import ModelLoadError, fail, one_line
 
     args = parse_args(argv)
