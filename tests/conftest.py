@@ -86,13 +86,16 @@ def kube() -> Kube:
 
 @pytest.fixture(scope="session")
 def crd(kube: Kube) -> dict:
-    """The committed CRD, applied and established. Every worker applies it: server-side apply
+    """The committed CRDs (ModelDeployment's returned), applied and established. Every worker applies it: server-side apply
     of the same manifest by the same field manager is idempotent (the API server retries
     its own update on a conflict), and no test deletes it."""
     manifest = yaml.safe_load(CRD.read_text())
-    kube.apply(manifest)
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{manifest['metadata']['name']}"
-    wait_for(lambda: condition(kube.request("GET", path), "Established").get("status") == "True", 30, what="CRD established")
+    for path in sorted(CRD.parent.glob("*.yaml")):  # the BatchPrediction CRD too
+        kube.apply(yaml.safe_load(path.read_text()))
+    for path in sorted(CRD.parent.glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        url = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+        wait_for(lambda: condition(kube.request("GET", url), "Established").get("status") == "True", 30, what=f"CRD {name} established")
     return manifest
 
 

@@ -145,9 +145,7 @@ def model_template(client: Client, config: OperatorConfig, namespace: str, name:
     md = client.get_modeldeployment(namespace, ref.name)
     if md is None:
         raise NotReady(f"ModelDeployment {ref.name!r} does not exist")
-    md_status = md.get("status") or {}
-    if ref.variant == names.STABLE and not (md_status.get("history") or md_status.get("stable")):
-        raise NotReady(f"ModelDeployment {ref.name!r} has no promoted revision yet")
+    # The stable Deployment is what serves (a rollout's canary has a Deployment of its own).
     deployment = client.get("apps/v1", "Deployment", namespace, names.variant(ref.name, ref.variant))
     md_uid = (md.get("metadata") or {}).get("uid")
     owned = deployment is not None and any(
