@@ -277,3 +277,32 @@ class PostRecorder:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def model_server_modules(monkeypatch) -> Iterator[None]:
+    """images/model-server's modeldeploy_server importable in this venv (kserve's errors
+    stubbed when kserve is not installed), and every module of it first imported inside
+    unloaded again afterwards, with the attribute its package kept of it: a later
+    ``from .. import loaders`` must not find a stale module (and its stale error classes)."""
+    import importlib
+
+    try:
+        importlib.import_module("kserve.errors")
+    except ImportError:
+        kserve, errors = ModuleType("kserve"), ModuleType("kserve.errors")
+        errors.InvalidInput = type("InvalidInput", (ValueError,), {})
+        kserve.errors = errors
+        monkeypatch.setitem(sys.modules, "kserve", kserve)
+        monkeypatch.setitem(sys.modules, "kserve.errors", errors)
+    monkeypatch.syspath_prepend(str(ROOT / "images" / "model-server"))
+    before = set(sys.modules)
+    try:
+        yield
+    finally:
+        for name in sorted(set(sys.modules) - before, reverse=True):
+            if name.startswith("modeldeploy_server"):
+                del sys.modules[name]
+                parent, _, child = name.rpartition(".")
+                if parent in sys.modules and getattr(sys.modules[parent], child, None) is not None:
+                    delattr(sys.modules[parent], child)

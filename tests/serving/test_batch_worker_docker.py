@@ -236,3 +236,14 @@ def test_pvc_csv_in_jsonl_out(made: Path, tmp_path: Path) -> None:
     rejects = [json.loads(line) for line in (claim / "out" / "rejects" / "part-00000.jsonl").read_text().splitlines()]
     assert rejects == [{"file": "pvc://data/in/rows.csv", "row": 5, "id": "5", "reason": f"column '{FEATURES[0]}': not a number: 'abc'"}]
     assert {r["model_version"] for r in rows} == {"v3"} and {r["model_run_id"] for r in rows} == {None}
+
+
+def test_batch_mode_imports_neither_kserve_nor_its_server() -> None:
+    """A worker pod pays for what it imports: kserve's package init (its server, fastapi, the
+    Kubernetes client) cost 0.8 s of every shard at one CPU before errors.py stopped importing it."""
+    _require_image()
+    probe = ("import sys, modeldeploy_server.batch.run, modeldeploy_server.batch.score, modeldeploy_server.loaders; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'kserve', 'fastapi', 'uvicorn', 'kubernetes'}))")
+    done = _docker("run", "--rm", "-e", "MODELDEPLOY_BATCH={}", "--entrypoint", "python", SERVER_IMAGE, "-c", probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -19,7 +19,6 @@ import sys
 import textwrap
 import threading
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+
+from support import model_server_modules
 
 pytestmark = pytest.mark.batch
 
@@ -164,22 +165,8 @@ class Batch:
 
 @pytest.fixture
 def batch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> Iterator[Batch]:
-    try:
-        importlib.import_module("kserve.errors")
-    except ImportError:
-        kserve, errors = types.ModuleType("kserve"), types.ModuleType("kserve.errors")
-        errors.InvalidInput = type("InvalidInput", (ValueError,), {})
-        kserve.errors = errors
-        monkeypatch.setitem(sys.modules, "kserve", kserve)
-        monkeypatch.setitem(sys.modules, "kserve.errors", errors)
-    monkeypatch.syspath_prepend(str(MODEL_SERVER))
-    before = set(sys.modules)
-    try:
+    with model_server_modules(monkeypatch):
         yield Batch(monkeypatch, capsys, tmp_path)
-    finally:
-        for name in set(sys.modules) - before:
-            if name.startswith("modeldeploy_server"):
-                del sys.modules[name]
 
 
 def parts_of(out: Path, suffix: str = "parquet") -> list[Path]:
@@ -245,6 +232,29 @@ def test_parquet_row_groups_are_grouped_by_rows(batch: Batch, models, tmp_path: 
     assert [(s["parts"][0]["rowGroups"], s["parts"][0]["rows"]) for s in shards] == [([0, 1], 200), ([2], 100), ([3], 250), ([4], 50)]
     assert [s["index"] for s in shards] == [0, 1, 2, 3]
     assert planned.message["rows"] == 600 and planned.message["shards"] == 4
+
+
+def test_a_parquet_shard_spans_small_files(batch: Batch, models, tmp_path: Path) -> None:
+    """Row groups of consecutive files are grouped together (one part per file): five files
+    of 120 rows make two shards of 300 rows, not five of 120."""
+    frame = iris_rows(600)
+    for i in range(5):
+        pq.write_table(pa.Table.from_pandas(frame.iloc[i * 120:(i + 1) * 120], preserve_index=False),
+                       tmp_path / f"small-{i}.parquet", row_group_size=60)
+    out = tmp_path / "out"
+    planned = batch.plan(batch.config([str(tmp_path / "small-*.parquet")], out, models["lr"][0], shardSize={"rows": 300}))
+    assert planned.code == 0, planned
+    shards = manifest(out)["shards"]
+    assert [[(Path(p["uri"]).name, p["rowGroups"]) for p in s["parts"]] for s in shards] == [
+        [("small-0.parquet", [0, 1]), ("small-1.parquet", [0, 1]), ("small-2.parquet", [0])],
+        [("small-2.parquet", [1]), ("small-3.parquet", [0, 1]), ("small-4.parquet", [0, 1])],
+    ]
+    for index in range(2):
+        scored = batch.run(batch.config([str(tmp_path / "small-*.parquet")], out, models["lr"][0], shardSize={"rows": 300}),
+                           index, planned.message["planId"])
+        assert scored.code == 0 and scored.message["rowsOut"] == 300, scored
+    table = pa.concat_tables([pq.read_table(out / f"part-{i:05d}.parquet") for i in range(2)])
+    assert table.num_rows == 600
 
 
 def _text_file(path: Path, fmt: str, n: int, trailing_newline: bool) -> None:

@@ -12,17 +12,16 @@ writes it.
 from __future__ import annotations
 
 import importlib
-import sys
 import types
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from support import model_server_modules
+
 pytestmark = pytest.mark.serving
 
-MODEL_SERVER = Path(__file__).resolve().parents[2] / "images" / "model-server"
 SKOPS_MLMODEL = """\
 artifact_path: mlflow-artifacts:/0/models/m-c0e8219eaa2544418e609cedc0488bae/artifacts
 flavors:
@@ -47,27 +46,13 @@ mlflow_version: 3.18.0
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespace]:
     """formats, loaders and schema of the model server, unloaded again afterwards."""
-    try:
-        importlib.import_module("kserve.errors")
-    except ImportError:
-        kserve, errors = types.ModuleType("kserve"), types.ModuleType("kserve.errors")
-        errors.InvalidInput = type("InvalidInput", (ValueError,), {})
-        kserve.errors = errors
-        monkeypatch.setitem(sys.modules, "kserve", kserve)
-        monkeypatch.setitem(sys.modules, "kserve.errors", errors)
-    monkeypatch.syspath_prepend(str(MODEL_SERVER))
-    before = set(sys.modules)
-    try:
+    with model_server_modules(monkeypatch):
         yield types.SimpleNamespace(
             formats=importlib.import_module("modeldeploy_server.formats"),
             loaders=importlib.import_module("modeldeploy_server.loaders"),
             schema=importlib.import_module("modeldeploy_server.schema"),
             errors=importlib.import_module("modeldeploy_server.errors"),
         )
-    finally:
-        for name in set(sys.modules) - before:
-            if name.startswith("modeldeploy_server"):
-                del sys.modules[name]
 
 
 @pytest.fixture

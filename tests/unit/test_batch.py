@@ -336,7 +336,25 @@ def test_an_invalid_edit_leaves_the_running_run_alone():
     assert ("Warning", "InvalidSpec") in [e[:2] for e in store.events]
 
 
-def test_it_waits_for_a_model_deployment_with_a_promoted_revision():
+def test_a_job_of_someone_else_with_the_runs_name_is_left_alone():
+    from modeldeploy.k8s import ChildConflict
+
+    store = Store()
+    serving_md(store)
+    batch(store)
+    theirs = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "score-1-plan", "namespace": NS}, "spec": {}}
+
+    def apply(manifest, field_manager=None):  # as CachedClient does for an object it does not own
+        if manifest["metadata"]["name"] == theirs["metadata"]["name"]:
+            raise ChildConflict("Job", NS, manifest["metadata"]["name"])
+        return Store.apply(store, manifest)
+    store.apply = apply  # type: ignore[method-assign]
+    status = step(store, T0)
+    assert status["phase"] == "Failed" and status["run"]["reason"] == "JobConflict"
+    assert "score-1-plan exists and is not this BatchPrediction's" in status["run"]["message"]
+
+
+def test_it_waits_for_the_model_deployment():
     store = Store()
     batch(store)
     status = step(store, T0)

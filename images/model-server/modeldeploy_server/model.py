@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,8 +13,8 @@ import orjson
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InferenceError
 
-from . import formats, loaders, schema
-from .errors import BadInput, ModelLoadError, one_line
+from . import loaders, schema
+from .errors import BadInput, one_line
 from .loaders.base import Backend, v2_datatype
 
 log = logging.getLogger("kserve.modeldeploy")
@@ -37,24 +36,10 @@ class ServedModel(Model):
     # ---------------------------------------------------------------- loading
 
     def load(self) -> bool:
-        fmt, path = formats.detect(self.model_dir, self.model_format)
-        log.info("loading %s model %s", fmt, path)
-        try:
-            backend = loaders.load(fmt, path)
-        except ModelLoadError:
-            raise
-        except Exception as e:  # noqa: BLE001 - every library has its own errors
-            raise ModelLoadError(f"{path}: not a loadable {fmt} model: {one_line(e)}") from e
-        root = Path(self.model_dir)
-        shipped = schema.load_signature(root if root.is_dir() else root.parent)
-        if shipped is not None:
-            try:
-                backend.check_signature(shipped)
-            except ValueError as e:
-                raise ModelLoadError(f"{shipped.source} does not fit the model: {e}") from None
+        backend, signature = loaders.load_dir(self.model_dir, self.model_format)
         self.backend = backend
-        self.signature = shipped or backend.signature()
-        log.info("model %s: %s, inputs: %s", self.name, fmt, self.signature.describe())
+        self.signature = signature
+        log.info("model %s: %s, inputs: %s", self.name, backend.format, self.signature.describe())
         self.ready = True
         return True
 

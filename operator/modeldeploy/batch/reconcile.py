@@ -29,11 +29,12 @@ from ..api import conditions as c
 from ..api import modelregistry as mr
 from ..api.validate import Problem, validate
 from ..config import OperatorConfig
-from ..k8s import ApiError
+from ..k8s import ApiError, ChildConflict
 from ..render import batch as rb
 from ..render import labels, names
 from ..render.deployment import render_deployment
 from ..render.target import Target
+from ..rollout.record import rfc3339_epoch as epoch
 from ..status import condition, keep_transition_times, status_patch
 from . import observe, schedule
 
@@ -76,15 +77,6 @@ class NotReady(Exception):
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def epoch(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def spec_hash(spec: b.BatchPredictionSpec, rerun: str | None) -> str:
@@ -270,6 +262,10 @@ def reconcile_batch(client: Client, config: OperatorConfig, body: Mapping[str, A
             requeue.append(WAITING_SECONDS)
         except BadModel as err:
             _end(run, "Failed", "ModelUnsupported", str(err), now, out)
+        except ChildConflict as err:
+            # Someone else's Job has the run's name: never taken over.
+            _end(run, "Failed", "JobConflict", f"{err.kind} {err.name} exists and is not this BatchPrediction's: "
+                 "the operator leaves it alone (rename or delete it, then set the modeldeploy.io/rerun annotation)", now, out)
         if active(run):
             requeue.append(RUNNING_SECONDS)
 

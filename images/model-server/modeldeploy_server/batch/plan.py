@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from . import commit, fs
 from .config import BatchConfig, InputSpec, ShardSize
 from .errors import PermanentError
+from .read import read_full
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -128,7 +129,7 @@ def bytes_per_row(f: InputFile) -> float:
     """Average line length over the first MiB (the CSV header excluded)."""
     loc = fs.locate(f.uri)
     with fs.open_random(loc, f.size) as handle:
-        sample = _read_up_to(handle, SAMPLE_BYTES)
+        sample = read_full(handle, SAMPLE_BYTES)
     whole = len(sample) < SAMPLE_BYTES
     if f.format == "csv":
         cut = sample.find(b"\n")
@@ -140,17 +141,6 @@ def bytes_per_row(f: InputFile) -> float:
         size = sample.rfind(b"\n") + 1
         lines = sample[:size].count(b"\n")
     return size / lines if lines else float(max(len(sample), 1))
-
-
-def _read_up_to(handle: Any, n: int) -> bytes:
-    chunks, have = [], 0
-    while have < n:
-        chunk = handle.read(n - have)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        have += len(chunk)
-    return b"".join(chunks)
 
 
 def group_row_groups(counts: list[int], rows: int) -> list[list[int]]:
@@ -191,18 +181,42 @@ def plan_shards(files: list[InputFile], size: ShardSize) -> tuple[list[dict[str,
     assert size.rows is not None
     text = [f for f in files if f.format != "parquet" and not fs.locate(f.uri).is_http]
     per_row = dict(zip((f.uri for f in text), _parallel(bytes_per_row, text)))
+    pending: list[InputFile] = []  # consecutive Parquet files: their row groups are grouped together
     for f in files:
+        if f.format == "parquet" and not fs.locate(f.uri).is_http and counts[f.uri]:
+            pending.append(f)
+            continue
+        shards += parquet_shards(pending, counts, size.rows)
+        pending = []
         if fs.locate(f.uri).is_http:
             shards.append([{"uri": f.uri, "format": f.format, "whole": True}])
-        elif f.format == "parquet":
-            c = counts[f.uri]
-            for group in group_row_groups(c, size.rows):
-                shards.append([{"uri": f.uri, "format": "parquet", "rowGroups": group, "rows": sum(c[g] for g in group)}])
+        elif f.format == "parquet":  # no row group: a shard of its own, which writes an empty part
+            shards.append([{"uri": f.uri, "format": "parquet", "rowGroups": [], "rows": 0}])
         else:
             range_bytes = max(1, math.ceil(size.rows * per_row[f.uri]))
             for start, end in byte_ranges(f.size or 0, range_bytes):
                 shards.append([{"uri": f.uri, "format": f.format, "start": start, "end": end}])
+    shards += parquet_shards(pending, counts, size.rows)
     return _indexed(shards), rows
+
+
+def parquet_shards(files: list[InputFile], counts: dict[str, list[int]], rows: int) -> list[list[dict[str, Any]]]:
+    """Consecutive row groups of consecutive Parquet files, grouped up to ``rows``: a shard
+    may span files (one part per file), so small files do not make small shards, whose
+    fixed cost (a pod, imports, the model's load) would then dominate."""
+    flat = [(f.uri, g, n) for f in files for g, n in enumerate(counts[f.uri])]
+    shards: list[list[dict[str, Any]]] = []
+    for group in group_row_groups([n for _, _, n in flat], rows) if flat else []:
+        parts: list[dict[str, Any]] = []
+        for i in group:
+            uri, g, n = flat[i]
+            if parts and parts[-1]["uri"] == uri:
+                parts[-1]["rowGroups"].append(g)
+                parts[-1]["rows"] += n
+            else:
+                parts.append({"uri": uri, "format": "parquet", "rowGroups": [g], "rows": n})
+        shards.append(parts)
+    return shards
 
 
 def _indexed(shards: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:

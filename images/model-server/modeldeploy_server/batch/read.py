@@ -124,7 +124,8 @@ def _parquet(part: Part, choose: Chooser) -> Iterator[Chunk]:
 # ---------------------------------------------------------------- lines
 
 
-def _read_full(handle: Any, n: int) -> bytes:
+def read_full(handle: Any, n: int) -> bytes:
+    """Up to ``n`` bytes: a stream's read may return fewer before its end."""
     chunks, have = [], 0
     while have < n:
         chunk = handle.read(n - have)
@@ -140,7 +141,7 @@ def first_line(handle: Any) -> tuple[bytes, int]:
     handle.seek(0)
     seen = b""
     while True:
-        chunk = _read_full(handle, PROBE_BYTES)
+        chunk = read_full(handle, PROBE_BYTES)
         k = chunk.find(b"\n")
         if k >= 0:
             return seen + chunk[:k], len(seen) + k + 1
@@ -154,7 +155,7 @@ def line_start(handle: Any, start: int) -> int:
     at = start - 1
     handle.seek(at)
     while True:
-        chunk = _read_full(handle, PROBE_BYTES)
+        chunk = read_full(handle, PROBE_BYTES)
         k = chunk.find(b"\n")
         if k >= 0:
             return at + k + 1
@@ -172,7 +173,7 @@ def line_blocks(handle: Any, pos: int, end: int | None, block: int) -> Iterator[
     buf = bytearray()
     at = pos  # file offset of buf[0]
     while True:
-        chunk = _read_full(handle, block)
+        chunk = read_full(handle, block)
         buf += chunk
         if end is not None and at + len(buf) >= end:
             k = buf.find(b"\n", end - 1 - at)

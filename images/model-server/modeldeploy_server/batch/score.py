@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import formats, loaders, schema
+from .. import loaders, schema
 from ..errors import BadInput, ModelLoadError, one_line
 from ..loaders.base import Backend
 from .config import BatchConfig, ModelSpec
@@ -34,25 +33,11 @@ _TRUE, _FALSE = pa.array(["true", "True", "TRUE", "1"]), pa.array(["false", "Fal
 
 
 def load_model(spec: ModelSpec) -> tuple[Backend, schema.Signature]:
-    """The sequence of the server's ServedModel.load: detect, load, shipped signature."""
+    """The model as the server loads it (loaders.load_dir); a model that does not load is permanent."""
     try:
-        fmt, path = formats.detect(spec.dir, spec.format)
-        try:
-            backend = loaders.load(fmt, path)
-        except ModelLoadError:
-            raise
-        except Exception as e:  # noqa: BLE001 - every library has its own errors
-            raise ModelLoadError(f"{path}: not a loadable {fmt} model: {one_line(e)}") from e
-        root = Path(spec.dir)
-        shipped = schema.load_signature(root if root.is_dir() else root.parent)
-        if shipped is not None:
-            try:
-                backend.check_signature(shipped)
-            except ValueError as e:
-                raise ModelLoadError(f"{shipped.source} does not fit the model: {e}") from None
+        return loaders.load_dir(spec.dir, spec.format)
     except ModelLoadError as e:
         raise PermanentError(f"model failed to load: {one_line(e)}") from None
-    return backend, shipped or backend.signature()
 
 
 @dataclass(frozen=True)
@@ -282,7 +267,7 @@ def _convert(features: Sequence[Feature], cols: Sequence[Any], n: int) -> tuple[
     if family in ("float", "int"):
         out = np.empty((n, len(features)), dtype=features[0].dtype if family == "float" else np.float64)
         for j, col in enumerate(cols):
-            out[:, j] = floats(col)
+            out[:, j] = floats(col, out.dtype)
         bad = ~np.isfinite(out)
         if family == "int":
             info = np.iinfo(features[0].dtype)
@@ -305,12 +290,14 @@ def _convert(features: Sequence[Feature], cols: Sequence[Any], n: int) -> tuple[
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object), np.asarray(col.is_null()).reshape(-1, 1)
 
 
-def floats(col: Any) -> np.ndarray:
-    """A column as float64, NaN where it is null or not a number."""
+def floats(col: Any, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
+    """A column as floats (float64, or a float column's own width when ``dtype`` is it: no
+    round trip through float64), NaN where it is null or not a number."""
     t = col.type
     if pa.types.is_floating(t):
-        if t != pa.float64():
-            col = pc.cast(col, pa.float64())
+        want = pa.from_numpy_dtype(dtype) if np.dtype(dtype).kind == "f" else pa.float64()
+        if t != want:
+            col = pc.cast(col, want)
         return col.to_numpy(zero_copy_only=False)
     if pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t):
         return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)

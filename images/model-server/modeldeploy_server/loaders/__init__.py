@@ -7,9 +7,14 @@ does not pay for onnxruntime's import.
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 
+from .. import formats, schema
+from ..errors import ModelLoadError, one_line
 from .base import Backend
+
+log = logging.getLogger("kserve.modeldeploy")
 
 _MODULES = {
     "sklearn": "sklearn_loader",
@@ -24,4 +29,26 @@ def load(model_format: str, path: Path) -> Backend:
     return module.load(path)
 
 
-__all__ = ["Backend", "load"]
+def load_dir(model_dir: str, model_format: str | None = None) -> tuple[Backend, schema.Signature]:
+    """The model of a model directory (or file) and its input signature: the format
+    detected, the model loaded, a shipped signature checked against it. What the server
+    serves and what batch mode scores, loaded the same way. ModelLoadError when it cannot be."""
+    fmt, path = formats.detect(model_dir, model_format)
+    log.info("loading %s model %s", fmt, path)
+    try:
+        backend = load(fmt, path)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every library has its own errors
+        raise ModelLoadError(f"{path}: not a loadable {fmt} model: {one_line(e)}") from e
+    root = Path(model_dir)
+    shipped = schema.load_signature(root if root.is_dir() else root.parent)
+    if shipped is not None:
+        try:
+            backend.check_signature(shipped)
+        except ValueError as e:
+            raise ModelLoadError(f"{shipped.source} does not fit the model: {e}") from None
+    return backend, shipped or backend.signature()
+
+
+__all__ = ["Backend", "load", "load_dir"]
