@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 # which one it tried and what to do (hack/need-cluster.sh), in seconds.
 NEED_CLUSTER = @bash hack/need-cluster.sh "make $@"
 
-.PHONY: help install test unit e2e lint crds manifests chart-lint run demo demo-clean deploy undeploy cluster-up cluster-down cluster-status kind-build kind-up kind-down images load-images bench bench-scale bench-logging clean
+.PHONY: help install test unit e2e lint crds manifests chart-lint run demo demo-clean deploy undeploy cluster-up cluster-down cluster-status kind-build kind-up kind-down images load-images bench bench-scale bench-logging bench-batch clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -97,6 +97,9 @@ bench: install ## router overhead vs calling the model server directly (p50/p99,
 
 bench-logging: install ## what prediction logging costs a prediction: p50/p99 with logging off, a healthy, a slow and a dead sink (docker, vegeta)
 	$(VENV)/bin/python bench/prediction_logging.py $(BENCH_ARGS)
+
+bench-batch: install ## batch scoring rows/s per core, S3 Parquet to S3 Parquet, vs the model's in-memory predict and vs HTTP batches of 100 (docker)
+	$(VENV)/bin/python bench/batch.py $(BENCH_ARGS)
 
 bench-scale: ## 1,000 ModelDeployments on kwok fake nodes vs the control plane alone (root; --count etc. via BENCH_ARGS)
 	$(NEED_CLUSTER)
