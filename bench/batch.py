@@ -69,7 +69,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ROOT / "bench" / "batch_support"
 SERVER_IMAGE = os.environ.get("MODELDEPLOY_MODEL_SERVER_IMAGE", "localhost/modeldeploy/model-server:0.1.0")
 S3_IMAGE = os.environ.get("MODELDEPLOY_S3_SERVER_IMAGE", "localhost/modeldeploy/s3-server:0.1.0")
-GOFAKES3 = os.environ.get("MODELDEPLOY_GOFAKES3", "/tmp/bench-batch-bin/gofakes3")
+GOFAKES3_VERSION = "v1.2.0"
+# Built from the Go module proxy on first use, cached outside the checkout by version.
+GOFAKES3 = os.environ.get("MODELDEPLOY_GOFAKES3",
+                          str(Path.home() / ".cache" / "modeldeploy" / "bin" / f"gofakes3-{GOFAKES3_VERSION}"))
 BUCKET = "bench"
 KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 MODELS = {
@@ -195,6 +198,17 @@ class S3Server:
                             config=Config(max_pool_connections=8))
 
 
+def build_gofakes3() -> None:
+    """gofakes3 (a static Go binary, so it runs in any image) from the Go module proxy."""
+    target = Path(GOFAKES3)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as gobin:
+        say(f"building gofakes3 {GOFAKES3_VERSION} from the Go module proxy")
+        subprocess.run(["go", "install", f"github.com/johannesboyne/gofakes3/cmd/gofakes3@{GOFAKES3_VERSION}"], check=True,
+                       env={**os.environ, "CGO_ENABLED": "0", "GOBIN": gobin})
+        shutil.move(str(Path(gobin) / "gofakes3"), target)
+
+
 def start_s3(d: Docker, kind: str) -> S3Server:
     """moto (the s3-server image's own server), or gofakes3's in-memory backend in the same image."""
     port, name = free_port(), d.name(f"s3-{kind}")
@@ -203,8 +217,7 @@ def start_s3(d: Docker, kind: str) -> S3Server:
         docker(*args, "--entrypoint", "moto_server", S3_IMAGE, "-H", "127.0.0.1", "-p", str(port))
     elif kind == "gofakes3":
         if not Path(GOFAKES3).is_file():
-            raise SystemExit(f"no gofakes3 binary at {GOFAKES3}: CGO_ENABLED=0 GOBIN=/tmp/bench-batch-bin "
-                             "go install github.com/johannesboyne/gofakes3/cmd/gofakes3@v1.2.0 (or set MODELDEPLOY_GOFAKES3)")
+            build_gofakes3()
         docker(*args, "-v", f"{GOFAKES3}:/usr/local/bin/gofakes3:ro", "--entrypoint", "/usr/local/bin/gofakes3",
                S3_IMAGE, "-host", f"127.0.0.1:{port}", "-backend", "memory")
     else:
