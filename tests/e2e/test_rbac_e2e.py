@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy.api import conditions as c
+from modeldeploy.api.batch import PLURAL as BATCH_PLURAL
 from modeldeploy.api.crd import API_VERSION, KIND, PLURAL
 from modeldeploy.controller.cache import ROUTES, WATCHED
 from modeldeploy.k8s.client import collection_path, plural
@@ -36,6 +37,8 @@ EXPLAINED = {
        for route in ("httproutes", "virtualservices") for verb in ("get", "create", "patch", "delete")},
     ("secrets", "get"): "spec.model.registry.secretName, the MLflow credentials (exercised in test_model_registry_e2e.py)",
     **{("jobs", verb): "spec.monitoring.retraining.job (exercised in test_model_registry_e2e.py)" for verb in ("get", "create", "patch")},
+    ("jobs", "delete"): "a BatchPrediction's superseded runs and runs past the history limits (exercised in tests/unit/test_batch.py)",
+    ("batchpredictions/status", "patch"): "BatchPrediction status (exercised in test_batch_e2e.py)",
 }
 # The leader-election Role: the official client's LeaseLock reads, creates and replaces (PUT)
 # the Lease; shown used below by the Lease's holder and its renewals.
@@ -74,7 +77,7 @@ def called(metrics: str) -> set[tuple[str, str]]:
 
 
 def watched() -> set[tuple[str, str]]:
-    kinds = [PLURAL] + [plural(kind) for _, kind in WATCHED + ROUTES]
+    kinds = [PLURAL, BATCH_PLURAL] + [plural(kind) for _, kind in WATCHED + ROUTES]
     return {(kind, verb) for kind in kinds for verb in ("list", "watch")} | {
         # Kopf's start: which CRDs are served, and the namespaces it may watch.
         (kind, verb) for kind in ("customresourcedefinitions", "namespaces") for verb in ("get", "list", "watch")}
