@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -306,3 +308,16 @@ def model_server_modules(monkeypatch) -> Iterator[None]:
                 parent, _, child = name.rpartition(".")
                 if parent in sys.modules and getattr(sys.modules[parent], child, None) is not None:
                     delattr(sys.modules[parent], child)
+
+
+@functools.cache
+def docker_problem() -> str | None:
+    """Why docker cannot be used here, or None (the docker tests skip, or fail in CI, with it)."""
+    if not shutil.which("docker"):
+        return "docker is not installed"
+    try:
+        if subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30).returncode != 0:
+            return "the docker daemon does not answer (start it: hack/images.sh does)"
+    except subprocess.TimeoutExpired:
+        return "the docker daemon does not answer"
+    return None

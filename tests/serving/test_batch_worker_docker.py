@@ -10,10 +10,8 @@ missing (failed when CI is set). Image: localhost/modeldeploy/model-server:0.1.0
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shutil
 import socket
 import subprocess
 import uuid
@@ -23,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from support import unavailable
+from support import docker_problem, unavailable
 
 pytestmark = [pytest.mark.batch, pytest.mark.docker]
 
@@ -56,20 +54,8 @@ def _docker(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
 
 
-@functools.cache
-def _docker_problem() -> str | None:
-    if not shutil.which("docker"):
-        return "docker is not installed"
-    try:
-        if _docker("info", timeout=30).returncode != 0:
-            return "the docker daemon does not answer (start it: hack/images.sh does)"
-    except subprocess.TimeoutExpired:
-        return "the docker daemon does not answer"
-    return None
-
-
 def _require_image() -> None:
-    problem = _docker_problem()
+    problem = docker_problem()
     if problem:
         unavailable(problem)
     if _docker("image", "inspect", SERVER_IMAGE, timeout=30).returncode != 0:

@@ -22,7 +22,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from support import unavailable
+from support import docker_problem, unavailable
 
 pytestmark = [pytest.mark.serving, pytest.mark.docker]
 
@@ -83,20 +82,8 @@ def _docker(*args: str, timeout: float = 120, check: bool = False) -> subprocess
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
-@functools.cache
-def _docker_problem() -> str | None:
-    if not shutil.which("docker"):
-        return "docker is not installed"
-    try:
-        if _docker("info", timeout=30).returncode != 0:
-            return "the docker daemon does not answer (start it: hack/images.sh does)"
-    except subprocess.TimeoutExpired:
-        return "the docker daemon does not answer"
-    return None
-
-
 def _require(image: str) -> None:
-    problem = _docker_problem()
+    problem = docker_problem()
     if problem:
         unavailable(problem)
     if _docker("image", "inspect", image, timeout=30).returncode != 0:
