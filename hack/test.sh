@@ -63,10 +63,12 @@ bash hack/load-images.sh
 
 phase "cluster tests"
 log "cluster and docker tests against $KUBECONFIG, $WORKERS modules at a time"
+# --durations: the slowest tests (a module's fixtures count in its first test) end the log,
+# so the next person sees where the cluster phase's time goes.
 if [[ $WORKERS == 1 ]]; then
-  .venv/bin/pytest -m 'e2e or docker' "$@"
+  .venv/bin/pytest -m 'e2e or docker' --durations=40 "$@"
 else
-  .venv/bin/pytest -m 'e2e or docker' -n "$WORKERS" --dist loadfile "$@"
+  .venv/bin/pytest -m 'e2e or docker' -n "$WORKERS" --dist loadfile --durations=40 "$@"
 fi
 end_phase
 log "all tests passed in $(since "$T0")"
