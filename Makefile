@@ -15,12 +15,8 @@ NEED_CLUSTER = @bash hack/need-cluster.sh "make $@"
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## create .venv and install the operator with its test tools
-$(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
-	touch $@
+install: ## create .venv and install the operator with its test tools (cached outside the checkout, hack/venv.sh)
+	@VENV=$(VENV) bash hack/venv.sh
 
 test: ## everything CI runs: lint, unit tests, then the cluster suite on a local (or $$KUBECONFIG) cluster
 	bash hack/test.sh $(PYTEST_ARGS)

@@ -233,3 +233,18 @@ def test_batch_mode_imports_neither_kserve_nor_its_server() -> None:
     done = _docker("run", "--rm", "-e", "MODELDEPLOY_BATCH={}", "--entrypoint", "python", SERVER_IMAGE, "-c", probe)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_booster_loaders_import_no_scikit_learn_in_the_image() -> None:
+    """In the image (which has scikit-learn, for sklearn models), importing the xgboost and
+    lightgbm loaders the way loaders.load does pulls in neither scikit-learn nor scipy.stats."""
+    _require_image()
+    probe = ("import sys\n"
+             "from modeldeploy_server import loaders\n"
+             "for fmt in ('xgboost', 'lightgbm'):\n"
+             "    with loaders.hidden(loaders._UNUSED[fmt]):\n"
+             "        __import__(f'modeldeploy_server.loaders.{fmt}_loader')\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn' or m == 'scipy.stats'))\n")
+    done = _docker("run", "--rm", "-e", "MODELDEPLOY_BATCH={}", "--entrypoint", "python", SERVER_IMAGE, "-c", probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -412,6 +412,24 @@ def test_a_tensor_signature_takes_the_first_columns_that_are_not_the_id(batch: B
     assert got["model_version"].isna().all() and got["model_run_id"].isna().all()
 
 
+def test_the_arrow_cpu_pool_follows_omp_num_threads(batch: Batch, models, tmp_path: Path) -> None:
+    """pyarrow sizes its decode pool by the node's cores; a worker takes the CPU limit the
+    operator passes as OMP_NUM_THREADS (a 1-CPU pod on a big node is otherwise throttled)."""
+    before = pa.cpu_count()
+    try:
+        pq.write_table(pa.Table.from_pandas(iris_rows(100), preserve_index=False), tmp_path / "in.parquet")
+        cfg = batch.config([str(tmp_path / "in.parquet")], tmp_path / "out", models["lr"][0])
+        batch.monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert batch.plan(cfg).code == 0
+        assert pa.cpu_count() == 1
+        pa.set_cpu_count(before + 1)
+        batch.monkeypatch.setenv("OMP_NUM_THREADS", "")  # unset: left as it is
+        assert batch.plan(cfg).code == 0
+        assert pa.cpu_count() == before + 1
+    finally:
+        pa.set_cpu_count(before)
+
+
 def test_input_columns_map_file_columns_onto_the_signature(batch: Batch, models, tmp_path: Path) -> None:
     frame = iris_rows(300, seed=5)
     renamed = frame.rename(columns=dict(zip(FEATURES, ["f1", "f2", "f3", "f4"])))[["f4", "id", "f3", "f2", "f1"]]

@@ -92,3 +92,43 @@ def test_a_skops_model_is_refused_with_what_to_do(server, tmp_path):
     (model_dir / "model.skops").write_bytes(b"PK\x03\x04 not a pickle")
     with pytest.raises(server.errors.ModelLoadError, match="skops.*serialization_format='cloudpickle'"):
         server.formats.detect(model_dir)
+
+
+XGBOOST_LOAD_PROBE = """
+import json, sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from modeldeploy_server import loaders
+backend, _ = loaders.load_dir(sys.argv[2], "xgboost")
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"sklearn", "scipy"})
+X = np.linspace(-2, 2, 40, dtype=np.float32).reshape(2, 20)
+got = backend.predict({"input-0": X}, ["predict"])["predict"].tolist()
+import sklearn  # hidden only while the loader was imported
+print(json.dumps({"loaded": loaded, "got": got, "sklearn": sklearn.__name__}))
+"""
+
+
+def test_an_xgboost_model_loads_without_importing_scikit_learn(tmp_path):
+    """xgboost imports scikit-learn (and scipy.stats) for its wrapper classes when it is
+    installed, ~1 s of every server start and batch pod at one CPU; a booster needs none of it.
+    A fresh interpreter, as a pod is (this process has scikit-learn imported already)."""
+    import json
+    import subprocess
+    import sys
+
+    xgb = pytest.importorskip("xgboost")
+    from support import ROOT
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 20)).astype(np.float32), rng.integers(0, 2, 200)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(X, label=y), num_boost_round=5)
+    (tmp_path / "model").mkdir()
+    booster.save_model(str(tmp_path / "model" / "model.json"))
+    env = {"PATH": "/usr/bin:/bin", "MODELDEPLOY_BATCH": "{}"}  # batch mode: errors.py imports no kserve
+    done = subprocess.run([sys.executable, "-c", XGBOOST_LOAD_PROBE, str(ROOT / "images" / "model-server"),
+                           str(tmp_path / "model")], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["loaded"] == ["scipy"], out  # xgboost's own import of scipy.sparse stays
+    probe = np.linspace(-2, 2, 40, dtype=np.float32).reshape(2, 20)
+    np.testing.assert_allclose(out["got"], booster.inplace_predict(probe), rtol=1e-6)
+    assert out["sklearn"] == "sklearn"

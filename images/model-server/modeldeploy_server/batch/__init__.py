@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 
 from .errors import EXIT_PERMANENT, EXIT_RETRY, PermanentError, fail, succeed
 
@@ -28,6 +29,7 @@ def main(argv: list[str]) -> None:
     try:
         from . import config
 
+        limit_threads(os.environ)
         cfg = config.from_env()
         if command == "plan":
             from .plan import run_plan
@@ -47,3 +49,16 @@ def main(argv: list[str]) -> None:
     succeed(message)
     log.info("batch %s: %s", command, message)
     sys.exit(0)
+
+
+def limit_threads(environ: Mapping[str, str]) -> int | None:
+    """Size pyarrow's CPU pool by OMP_NUM_THREADS (the operator sets it from the pod's CPU
+    limit) instead of the node's core count: a 1-CPU worker on a 64-core node would
+    otherwise decode with 64 threads and be throttled. Returns the size set, if any."""
+    raw = (environ.get("OMP_NUM_THREADS") or "").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        return None
+    import pyarrow as pa
+
+    pa.set_cpu_count(int(raw))
+    return int(raw)
