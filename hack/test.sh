@@ -22,6 +22,7 @@ STARTED_CLUSTER=0
 on_exit() {
   local rc=$?
   phase_failed
+  [[ -n "${SAMPLES:-}" && -f "$SAMPLES.pid" ]] && log "$(bash hack/load-sampler.sh stop "$SAMPLES")"
   if [[ $STARTED_CLUSTER == 1 && "${KEEP_CLUSTER:-0}" != 1 ]]; then
     log "stopping the cluster started for the tests"
     bash hack/cluster-down.sh || rc=1
@@ -63,6 +64,10 @@ bash hack/load-images.sh
 
 phase "cluster tests"
 log "cluster and docker tests against $KUBECONFIG, $WORKERS modules at a time"
+# The machine's CPU and the node's unschedulable pods, sampled meanwhile: whether more
+# workers would help (CPU to spare, no pod waiting for the node's CPU requests).
+SAMPLES="${TMPDIR:-/tmp}/modeldeploy-test-load.$$"
+bash hack/load-sampler.sh start "$SAMPLES"
 # --durations: the slowest tests (a module's fixtures count in its first test) end the log,
 # so the next person sees where the cluster phase's time goes.
 if [[ $WORKERS == 1 ]]; then
@@ -71,4 +76,5 @@ else
   .venv/bin/pytest -m 'e2e or docker' -n "$WORKERS" --dist loadfile --durations=40 "$@"
 fi
 end_phase
+log "$(bash hack/load-sampler.sh stop "$SAMPLES")"
 log "all tests passed in $(since "$T0")"

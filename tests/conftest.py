@@ -33,6 +33,9 @@ import yaml  # noqa: E402
 from modeldeploy.k8s import ApiError, Kube  # noqa: E402
 from support import AT_END, CRD, RUN_DIR, condition, make_model_claim, run_dir, unavailable, wait_for  # noqa: E402
 
+# Modules ordered longest first on the xdist workers, and their times reported (module_times.py).
+pytest_plugins = ["module_times"]
+
 _OWNS_RUN_DIR = pytest.StashKey[bool]()
 
 
